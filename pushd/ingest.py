@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_web_iclock -*-
+"""
+Uploads, from parsed request to committed records (spec 8, 11, 12.8.3, 13).
+
+The resources hand over a device, the request parameters and the body; this
+module picks the parser, does the blocking parts (unpacking tgz packs,
+writing photo files) in threads, stores everything in one store call and
+builds the device-visible answer, which is only ever produced after the
+store call succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from typing import Callable, List, Optional, Tuple, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from pushd.config import Config
+from pushd.errors import ProtocolError, UnsupportedRequest
+from pushd.interfaces import IStore, IVerifier
+from pushd.model import STAMP_TABLES, Device
+from pushd.protocol.cdata import parse_options, parse_table
+from pushd.protocol.devicecmd import parse_devicecmd
+from pushd.protocol.packs import read_pack
+from pushd.protocol.photo import parse_attphoto
+from pushd.protocol.query import Params
+from pushd.protocol.records import AttPhoto, Record
+from pushd.protocol.replies import format_ok
+from pushd.protocol.text import codec_for
+from pushd.registry import DeviceRegistry
+
+__all__ = ["Ingestor"]
+
+T = TypeVar("T")
+
+#: Tables whose answer is a bare ``OK`` (spec 11.16); the others get ``OK: <n>``.
+_PLAIN_OK = {"ERRORLOG"}
+
+
+class Ingestor:
+    """Turns device uploads into committed records and device answers."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IStore,
+        registry: DeviceRegistry,
+        verifier: IVerifier,
+        config: Config,
+        reactor: IReactorThreads,
+        clock: IReactorTime,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._verifier = verifier
+        self._config = config
+        self._reactor = reactor
+        self._clock = clock
+        self._photos = os.path.abspath(os.path.join(config.data_dir, "photos"))
+
+    def _in_thread(self, fn: Callable[..., T], *args: object) -> Deferred[T]:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
+
+    def _option(self, device: Device, name: str) -> str:
+        return device.settings.get(name) or self._config.option(name)
+
+    async def upload(self, device: Device, params: Params, body: bytes) -> bytes:
+        """
+        Handle ``POST /iclock/cdata`` (and ``/iclock/fdata``) for an admitted device.
+
+        :returns: the answer: ``OK`` or ``OK: <n>``.
+        :raises ProtocolError: malformed body; nothing was stored.
+        :raises StoreError: nothing was stored; the device must retry.
+        """
+        if params.get("type").lower() == "postverifydata":
+            return await self._verify(device, body)
+        table = params.table.upper()
+        if not table:
+            raise ProtocolError("missing table parameter")
+        if table == "OPTIONS":
+            await self._registry.record_options(device, parse_options(body, _codec(device)))
+            return format_ok()
+        if params.get("contenttype").lower() == "tgz":
+            body = await self._in_thread(read_pack, body)
+        if table == "ATTPHOTO":
+            return await self._photo(device, params, body)
+        if table in ("RTLOG", "RTSTATE", "TABLEDATA"):
+            raise UnsupportedRequest(f"table {params.table} is not served")
+        records = parse_table(table, body, _codec(device))
+        await self._commit(device, params, table, records)
+        return format_ok() if table in _PLAIN_OK else format_ok(len(records))
+
+    async def _commit(
+        self, device: Device, params: Params, table: str, records: List[Record]
+    ) -> None:
+        stamp: Optional[Tuple[str, str]] = None
+        value = params.get("stamp").strip()
+        if value and table in STAMP_TABLES:
+            stamp = (table, value)
+        result = await self._store.ingest(
+            device.sn, records, stamp, self._registry.now(), params.get("cmdid").strip() or None
+        )
+        if result.rejected:
+            self.log.warn(
+                "{sn}: {n} {table} line(s) quarantined as unreadable",
+                sn=device.sn,
+                n=result.rejected,
+                table=table,
+            )
+
+    async def _photo(self, device: Device, params: Params, body: bytes) -> bytes:
+        base64_payload = self._option(device, "ATTPHOTOBase64").strip() == "1"
+        photo, image = parse_attphoto(body, base64_payload)
+        path = await self._in_thread(self._write_photo, device.sn, photo, image)
+        await self._commit(device, params, "ATTPHOTO", [replace(photo, path=path)])
+        return format_ok()
+
+    def _write_photo(self, sn: str, photo: AttPhoto, image: bytes) -> str:
+        """
+        Write the image durably under ``photos/<SN>/`` with a name built here
+        (time and content hash), never one taken from the request.
+
+        :returns: the path relative to the data directory.
+        """
+        stamp = photo.time.replace("-", "").replace(":", "").replace("T", "-") or "undated"
+        name = f"{stamp}-{photo.sha256[:16]}.jpg"
+        folder = os.path.join(self._photos, sn)
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(image)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, os.path.join(folder, name))
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        return "/".join(("photos", sn, name))
+
+    async def _verify(self, device: Device, body: bytes) -> bytes:
+        verdict = await self._verifier.verify(device.sn, body)
+        await self._store.record_verification(
+            device.sn, body, "allow" if verdict.allow else "deny", self._registry.now()
+        )
+        return verdict.reply.encode("utf-8")
+
+    async def replies(self, device: Device, body: bytes) -> bytes:
+        """Handle ``POST /iclock/devicecmd`` (spec 13): store every command result."""
+        replies = parse_devicecmd(body)
+        await self._store.record_replies(device.sn, replies, self._registry.now())
+        return format_ok()
+
+
+def _codec(device: Device) -> str:
+    return codec_for(device.language)

@@ -1,0 +1,241 @@
+# -*- test-case-name: tests.test_storage_contract -*-
+"""
+An :class:`~pushd.interfaces.IStore` kept in dicts: for tests and trials.
+
+Nothing survives a restart.  It encodes, deduplicates and filters rows with
+the same :mod:`pushd.storage._tables` as the SQLite store, so both answer
+alike; like every store it answers with Deferreds.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from pushd.interfaces import IStore
+from pushd.model import STAMP_TABLES, Device, DeviceUpdate, IngestResult, Page, RecordQuery
+from pushd.protocol.records import CommandReply, FingerTemplate, Record, UserInfo
+from pushd.storage._tables import (
+    TABLES,
+    Filter,
+    Row,
+    Table,
+    advance_stamp,
+    apply_update,
+    clamp_limit,
+    fid_order,
+    group_by_table,
+    table_for_kind,
+    verification_rows,
+)
+
+__all__ = ["MemoryStore"]
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+}
+
+
+class _Rows:
+    """The rows of one table: ``id -> row`` in insertion order, and ``key -> id``."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.rows: dict[int, Row] = {}
+        self.keys: dict[Row, int] = {}
+        self._last_id = 0
+
+    def add(self, row: Row) -> str:
+        """Store ``row``: :returns: ``"stored"``, ``"updated"`` or ``"duplicates"``."""
+        if self.table.key:
+            key = self.table.key_of(row)
+            known = self.keys.get(key)
+            if known is not None:
+                if not self.table.replaces:
+                    return "duplicates"
+                self.rows[known] = row
+                return "updated"
+            self.keys[key] = self._last_id + 1
+        self._last_id += 1
+        self.rows[self._last_id] = row
+        return "stored"
+
+
+def _copy(device: Device) -> Device:
+    """:returns: ``device`` with copies of its dicts, so callers cannot change the store."""
+    return replace(
+        device,
+        info=dict(device.info),
+        options=dict(device.options),
+        settings=dict(device.settings),
+        stamps=dict(device.stamps),
+        hybrid=dict(device.hybrid),
+    )
+
+
+@implementer(IStore)
+class MemoryStore:
+    """An in-memory store; see :class:`pushd.interfaces.IStore`."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._devices: dict[str, Device] = {}
+        self._tables = {kind: _Rows(table) for kind, table in TABLES.items()}
+        self._device_users: dict[str, set[str]] = {}
+
+    def open(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+    # -- devices ---------------------------------------------------------
+
+    def get_device(self, sn: str) -> Deferred[Device | None]:
+        return succeed(self._device(sn))
+
+    def list_devices(self) -> Deferred[list[Device]]:
+        return succeed([_copy(self._devices[sn]) for sn in sorted(self._devices)])
+
+    def add_device(self, sn: str, state: str, when: str) -> Deferred[Device]:
+        if sn not in self._devices:
+            self._devices[sn] = Device(sn=sn, state=state, first_seen=when, last_seen=when)
+        return succeed(_copy(self._devices[sn]))
+
+    def update_device(self, sn: str, update: DeviceUpdate) -> Deferred[Device | None]:
+        if sn in self._devices:
+            self._devices[sn] = apply_update(self._devices[sn], update)
+        return succeed(self._device(sn))
+
+    def record_seen(self, seen: Sequence[tuple[str, str, str]]) -> Deferred[None]:
+        for sn, ip, when in seen:
+            device = self._devices.get(sn)
+            if device is not None and when >= device.last_seen:
+                self._devices[sn] = replace(device, last_seen=when, ip=ip)
+        return succeed(None)
+
+    def reset_stamps(self, sn: str) -> Deferred[None]:
+        device = self._devices.get(sn)
+        if device is not None:
+            stamps = dict(device.stamps, **{table: "0" for table in STAMP_TABLES})
+            self._devices[sn] = replace(device, stamps=stamps)
+        return succeed(None)
+
+    def _device(self, sn: str) -> Device | None:
+        device = self._devices.get(sn)
+        return None if device is None else _copy(device)
+
+    # -- uploads ---------------------------------------------------------
+
+    def ingest(
+        self,
+        sn: str,
+        records: Sequence[Record],
+        stamp: tuple[str, str] | None,
+        received: str,
+        cmd_id: str | None,
+    ) -> Deferred[IngestResult]:
+        context = {"sn": sn, "received": received, "updated": received, "cmd_id": cmd_id}
+        try:
+            groups = group_by_table(records, context)
+        except (TypeError, ValueError):
+            return fail()
+        counts = {"stored": 0, "duplicates": 0, "updated": 0, "rejected": 0}
+        for table, rows in groups:
+            for row in rows:
+                outcome = self._tables[table.kind].add(row)
+                counts["rejected" if table.kind == "rejected" else outcome] += 1
+                if table.kind == "users":
+                    self._device_users.setdefault(table.key_of(row)[0], set()).add(sn)
+        device = self._devices.get(sn)
+        if stamp is not None and device is not None:
+            name, value = stamp
+            stamps = dict(device.stamps)
+            stamps[name] = advance_stamp(stamps.get(name), value)
+            self._devices[sn] = replace(device, stamps=stamps)
+        return succeed(IngestResult(**counts))
+
+    def record_replies(
+        self, sn: str, replies: Sequence[CommandReply], received: str
+    ) -> Deferred[int]:
+        rows = TABLES["replies"].rows(replies, {"sn": sn, "received": received})
+        for row in rows:
+            self._tables["replies"].add(row)
+        return succeed(len(rows))
+
+    def record_verification(
+        self, sn: str, data: bytes, verdict: str, received: str
+    ) -> Deferred[None]:
+        [row] = verification_rows(sn, data, verdict, received)
+        self._tables["verifications"].add(row)
+        return succeed(None)
+
+    # -- reads -----------------------------------------------------------
+
+    def get_user(self, pin: str) -> Deferred[UserInfo | None]:
+        users = self._tables["users"]
+        row_id = users.keys.get((pin,))
+        return succeed(None if row_id is None else users.table.to_record(users.rows[row_id]))
+
+    def fingerprints(self, pin: str) -> Deferred[list[FingerTemplate]]:
+        table = TABLES["fingerprints"]
+        found = [
+            table.to_record(row)
+            for row in self._tables["fingerprints"].rows.values()
+            if table.key_of(row)[0] == pin
+        ]
+        return succeed(sorted(found, key=lambda template: fid_order(template.fid)))
+
+    def query(self, kind: str, query: RecordQuery) -> Deferred[Page]:
+        try:
+            table = table_for_kind(kind)
+            matches = self._matching(table, table.filters(query))
+        except ValueError:
+            return fail()
+        limit = clamp_limit(query.limit)
+        items: list[tuple[int, Row]] = []
+        for row_id, row in matches:
+            if len(items) == limit:
+                return succeed(Page(self._items(table, items), str(items[-1][0])))
+            items.append((row_id, row))
+        return succeed(Page(self._items(table, items), None))
+
+    def count(self, kind: str, sn: str | None) -> Deferred[int]:
+        try:
+            table = table_for_kind(kind)
+            matches = self._matching(table, table.filters(RecordQuery(sn=sn)))
+        except ValueError:
+            return fail()
+        return succeed(sum(1 for _ in matches))
+
+    def _matching(self, table: Table, filters: list[Filter]) -> Iterator[tuple[int, Row]]:
+        """:returns: an iterator over the ``(id, row)`` pairs of ``table`` that pass ``filters``."""
+        rows = list(self._tables[table.kind].rows.items())
+        return ((i, row) for i, row in rows if self._passes(table, filters, i, row))
+
+    def _passes(self, table: Table, filters: list[Filter], row_id: int, row: Row) -> bool:
+        for column, op, value in filters:
+            if op == "device":  # users, keyed by pin alone
+                if value not in self._device_users[table.key_of(row)[0]]:
+                    return False
+                continue
+            have = row_id if column == "id" else row[table.names.index(column)]
+            if have is None or not _COMPARE[op](have, value):
+                return False
+        return True
+
+    def _items(self, table: Table, found: list[tuple[int, Row]]) -> list[dict[str, Any]]:
+        items = [table.item(row_id, row) for row_id, row in found]
+        if table.kind == "users":
+            for item in items:
+                item["devices"] = sorted(self._device_users[item["pin"]])
+        return items

@@ -1,0 +1,493 @@
+# -*- test-case-name: tests.test_storage_contract -*-
+"""
+An :class:`~pushd.interfaces.IStore` in one SQLite file.
+
+One connection, opened, used and closed in the single thread of a dedicated
+thread pool, so blocking calls never run in the reactor thread and SQLite
+never sees two writers.  Methods named ``_thd_*`` run in that thread.
+
+The database runs in WAL mode with ``synchronous=FULL``: a device is told
+``OK`` only after the commit, so a commit must survive a power cut.  Every
+write is one explicit ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction; any
+``sqlite3.Error`` reaches the caller as :class:`pushd.errors.StoreError`.
+
+The schema is created and upgraded by the numbered scripts
+``schema/sqlite-NNN.sql``, each applied once, in order, in its own transaction;
+script N ends by setting ``schema_version`` to N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import fields
+from importlib import resources
+from typing import Any, Callable, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from pushd.errors import StoreError
+from pushd.interfaces import IStore
+from pushd.model import STAMP_TABLES, Device, DeviceUpdate, IngestResult, Page, RecordQuery
+from pushd.protocol.records import CommandReply, FingerTemplate, Record, UserInfo
+from pushd.storage._tables import (
+    TABLES,
+    Filter,
+    Row,
+    Table,
+    advance_stamp,
+    apply_update,
+    clamp_limit,
+    fid_order,
+    group_by_table,
+    table_for_kind,
+    verification_rows,
+)
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+_SCRIPT_NAME = re.compile(r"sqlite-(\d+)\.sql")
+
+
+def _q(name: str) -> str:
+    """Quote an identifier (column names such as ``group`` are SQL keywords)."""
+    return '"' + name + '"'
+
+
+def _columns(names: Sequence[str]) -> str:
+    return ", ".join(_q(name) for name in names)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+# -- devices ----------------------------------------------------------------
+
+_DEVICE_COLUMNS = tuple(f.name for f in fields(Device))
+_DEVICE_DICTS = ("info", "options", "settings", "stamps", "hybrid")
+_SELECT_DEVICE = f"SELECT {_columns(_DEVICE_COLUMNS)} FROM devices"
+_INSERT_DEVICE = (
+    f"INSERT OR IGNORE INTO devices ({_columns(_DEVICE_COLUMNS)})"
+    f" VALUES ({_placeholders(len(_DEVICE_COLUMNS))})"
+)
+_UPDATE_DEVICE = (
+    "UPDATE devices SET "
+    + ", ".join(f"{_q(name)} = ?" for name in _DEVICE_COLUMNS[1:])
+    + " WHERE sn = ?"
+)
+
+
+def _device_row(device: Device) -> Row:
+    """:returns: the column values of ``device``, dicts as JSON text."""
+    return tuple(
+        json.dumps(dict(getattr(device, name)), sort_keys=True)
+        if name in _DEVICE_DICTS
+        else getattr(device, name)
+        for name in _DEVICE_COLUMNS
+    )
+
+
+def _device_from_row(row: Row) -> Device:
+    values = dict(zip(_DEVICE_COLUMNS, row))
+    for name in _DEVICE_DICTS:
+        values[name] = json.loads(values[name])
+    return Device(**values)
+
+
+# -- record tables ----------------------------------------------------------
+
+
+class _Statements:
+    """The SQL of one record table, built once from its :class:`Table`."""
+
+    def __init__(self, table: Table) -> None:
+        name, columns = _q(table.kind), table.names
+        conflict = "OR IGNORE " if table.key and not table.replaces else ""
+        self.insert = (
+            f"INSERT {conflict}INTO {name} ({_columns(columns)})"
+            f" VALUES ({_placeholders(len(columns))})"
+        )
+        self.update = (
+            f"UPDATE {name} SET "
+            + ", ".join(f"{_q(column)} = ?" for column in columns)
+            + " WHERE "
+            + " AND ".join(f"{_q(column)} = ?" for column in table.key)
+        )
+        self.select = f"SELECT id, {_columns(columns)} FROM {name}"
+        self.count = f"SELECT count(*) FROM {name}"
+
+
+_SQL = {kind: _Statements(table) for kind, table in TABLES.items()}
+
+_OPERATORS = ("=", ">=", "<=", ">")
+
+
+def _where(filters: list[Filter]) -> tuple[str, list[Any]]:
+    """:returns: the ``WHERE`` clause (or ``""``) and the parameters of ``filters``."""
+    clauses, params = [], []
+    for column, op, value in filters:
+        if op == "device":  # users sent by the device at least once
+            clauses.append("pin IN (SELECT pin FROM device_users WHERE sn = ?)")
+        else:
+            assert op in _OPERATORS, op
+            clauses.append(f"{_q(column)} {op} ?")
+        params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+# -- schema -----------------------------------------------------------------
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """:returns: the numbered schema scripts shipped with pushd, in order."""
+    found = []
+    for entry in resources.files("pushd.storage").joinpath("schema").iterdir():
+        match = _SCRIPT_NAME.fullmatch(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _first(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Row | None:
+    """
+    :returns: the first row of a query, or ``None``.
+
+    Every row is fetched, so the statement is finished: PyPy does not finish an
+    abandoned cursor at once, and an unfinished statement blocks ``COMMIT``.
+    """
+    rows = conn.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """:returns: the version of the schema in the database, 0 if it has none yet."""
+    if not _first(conn, "SELECT 1 FROM sqlite_master WHERE name = 'schema_version'"):
+        return 0
+    row = _first(conn, "SELECT version FROM schema_version")
+    return 0 if row is None else int(row[0])
+
+
+def _store_error(error: sqlite3.Error) -> StoreError:
+    return StoreError(f"Database error: {error}")
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """
+    A store in the SQLite database at ``path``; see :class:`pushd.interfaces.IStore`.
+
+    :param path: the database file, created if missing (its directory must exist).
+    :param reactor: the reactor the thread pool reports to (``IReactorCore`` and
+        ``IReactorFromThreads``); the global reactor by default.
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.path = path
+        self._reactor = reactor
+        self._pool: ThreadPool | None = None
+        self._shutdown_trigger: Any = None
+        self._conn: sqlite3.Connection | None = None  # only touched in the pool's thread
+
+    # -- lifecycle -------------------------------------------------------
+
+    def open(self) -> Deferred[None]:
+        pool = ThreadPool(minthreads=1, maxthreads=1, name="pushd-sqlite")
+        pool.start()
+        self._pool = pool
+        self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+            "during", "shutdown", pool.stop
+        )
+        opened = deferToThreadPool(self._reactor, pool, self._thd_open)
+        opened.addErrback(self._stop_pool)
+        return opened
+
+    def close(self) -> Deferred[None]:
+        if self._pool is None:
+            return succeed(None)
+        closed = self._run(self._thd_close)
+        closed.addBoth(self._stop_pool)
+        return closed
+
+    def _stop_pool(self, result: _T) -> _T:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            pool.stop()
+        return result
+
+    def _run(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """:returns: Deferred firing with ``f(connection, *args)``, called in the pool's thread."""
+        if self._pool is None:
+            return fail(StoreError("The store is not open"))
+        return deferToThreadPool(self._reactor, self._pool, self._thd_call, f, *args)
+
+    def _thd_call(self, f: Callable[..., _T], *args: Any) -> _T:
+        if self._conn is None:
+            raise StoreError("The store is not open")
+        try:
+            return f(self._conn, *args)
+        except sqlite3.Error as e:
+            raise _store_error(e) from e
+
+    def _thd_transaction(self, conn: sqlite3.Connection, f: Callable[..., _T], *args: Any) -> _T:
+        """Call ``f(conn, *args)`` in one transaction: committed if it returns, else rolled back."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = f(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                # The first error is the one to report; closing rolls back anyway.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _thd_open(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)  # we BEGIN and COMMIT
+        except sqlite3.Error as e:
+            raise _store_error(e) from e
+        try:
+            _first(conn, "PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            migrations = _migrations()
+            for number, script in migrations:
+                self._thd_migrate(conn, number, script)
+            version = _schema_version(conn)
+            latest = migrations[-1][0]
+            if version > latest:
+                raise StoreError(
+                    f"The database schema is version {version}; this pushd knows up to {latest}"
+                )
+        except sqlite3.Error as e:
+            conn.close()
+            raise _store_error(e) from e
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _thd_migrate(self, conn: sqlite3.Connection, number: int, script: str) -> None:
+        """Apply schema script ``number`` in one transaction, unless it already was."""
+        if _schema_version(conn) >= number:
+            return
+        try:
+            # executescript() runs the script as it is, so it opens the
+            # transaction itself; it is committed once the version is checked.
+            conn.executescript("BEGIN IMMEDIATE;\n" + script)
+            if _schema_version(conn) != number:
+                raise StoreError(f"Schema script {number} does not set schema_version to {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def _thd_close(self, conn: sqlite3.Connection) -> None:
+        self._conn = None
+        conn.close()
+
+    # -- devices ---------------------------------------------------------
+
+    def get_device(self, sn: str) -> Deferred[Device | None]:
+        return self._run(self._thd_get_device, sn)
+
+    def _thd_get_device(self, conn: sqlite3.Connection, sn: str) -> Device | None:
+        row = _first(conn, _SELECT_DEVICE + " WHERE sn = ?", (sn,))
+        return None if row is None else _device_from_row(row)
+
+    def list_devices(self) -> Deferred[list[Device]]:
+        return self._run(self._thd_list_devices)
+
+    def _thd_list_devices(self, conn: sqlite3.Connection) -> list[Device]:
+        rows = conn.execute(_SELECT_DEVICE + " ORDER BY sn").fetchall()
+        return [_device_from_row(row) for row in rows]
+
+    def add_device(self, sn: str, state: str, when: str) -> Deferred[Device]:
+        device = Device(sn=sn, state=state, first_seen=when, last_seen=when)
+        return self._run(self._thd_transaction, self._thd_add_device, device)
+
+    def _thd_add_device(self, conn: sqlite3.Connection, device: Device) -> Device:
+        conn.execute(_INSERT_DEVICE, _device_row(device))
+        stored = self._thd_get_device(conn, device.sn)
+        assert stored is not None
+        return stored
+
+    def update_device(self, sn: str, update: DeviceUpdate) -> Deferred[Device | None]:
+        return self._run(self._thd_transaction, self._thd_update_device, sn, update)
+
+    def _thd_update_device(
+        self, conn: sqlite3.Connection, sn: str, update: DeviceUpdate
+    ) -> Device | None:
+        device = self._thd_get_device(conn, sn)
+        if device is None:
+            return None
+        device = apply_update(device, update)
+        conn.execute(_UPDATE_DEVICE, (*_device_row(device)[1:], sn))
+        return device
+
+    def record_seen(self, seen: Sequence[tuple[str, str, str]]) -> Deferred[None]:
+        return self._run(self._thd_transaction, self._thd_record_seen, list(seen))
+
+    def _thd_record_seen(self, conn: sqlite3.Connection, seen: list[tuple[str, str, str]]) -> None:
+        conn.executemany(
+            "UPDATE devices SET last_seen = ?, ip = ? WHERE sn = ? AND last_seen <= ?",
+            [(when, ip, sn, when) for sn, ip, when in seen],
+        )
+
+    def reset_stamps(self, sn: str) -> Deferred[None]:
+        zeros = {table: "0" for table in STAMP_TABLES}
+        return self._run(self._thd_transaction, self._thd_set_stamps, sn, lambda stamps: zeros)
+
+    def _thd_set_stamps(
+        self,
+        conn: sqlite3.Connection,
+        sn: str,
+        change: Callable[[dict[str, str]], dict[str, str]],
+    ) -> None:
+        """Merge ``change(stamps)`` into the stamps of a known device."""
+        row = _first(conn, "SELECT stamps FROM devices WHERE sn = ?", (sn,))
+        if row is not None:
+            stamps = json.loads(row[0])
+            stamps.update(change(stamps))
+            conn.execute(
+                "UPDATE devices SET stamps = ? WHERE sn = ?",
+                (json.dumps(stamps, sort_keys=True), sn),
+            )
+
+    # -- uploads ---------------------------------------------------------
+
+    def ingest(
+        self,
+        sn: str,
+        records: Sequence[Record],
+        stamp: tuple[str, str] | None,
+        received: str,
+        cmd_id: str | None,
+    ) -> Deferred[IngestResult]:
+        context = {"sn": sn, "received": received, "updated": received, "cmd_id": cmd_id}
+        return self._run(self._thd_transaction, self._thd_ingest, records, stamp, context)
+
+    def _thd_ingest(
+        self,
+        conn: sqlite3.Connection,
+        records: Sequence[Record],
+        stamp: tuple[str, str] | None,
+        context: dict[str, Any],
+    ) -> IngestResult:
+        counts: Counter[str] = Counter()
+        for table, rows in group_by_table(records, context):
+            sql = _SQL[table.kind]
+            if table.replaces:
+                for row in rows:
+                    if conn.execute(sql.update, row + table.key_of(row)).rowcount:
+                        counts["updated"] += 1
+                    else:
+                        conn.execute(sql.insert, row)
+                        counts["stored"] += 1
+            else:
+                before = conn.total_changes
+                conn.executemany(sql.insert, rows)
+                new = conn.total_changes - before
+                if table.kind == "rejected":
+                    counts["rejected"] += new
+                else:
+                    counts["stored"] += new
+                    counts["duplicates"] += len(rows) - new
+            if table.kind == "users":
+                conn.executemany(
+                    "INSERT OR IGNORE INTO device_users (pin, sn) VALUES (?, ?)",
+                    {(table.key_of(row)[0], context["sn"]) for row in rows},
+                )
+        if stamp is not None:
+            name, value = stamp
+            self._thd_set_stamps(
+                conn, context["sn"], lambda stamps: {name: advance_stamp(stamps.get(name), value)}
+            )
+        return IngestResult(**counts)
+
+    def record_replies(
+        self, sn: str, replies: Sequence[CommandReply], received: str
+    ) -> Deferred[int]:
+        rows = TABLES["replies"].rows(replies, {"sn": sn, "received": received})
+        return self._run(self._thd_transaction, self._thd_insert, "replies", rows)
+
+    def record_verification(
+        self, sn: str, data: bytes, verdict: str, received: str
+    ) -> Deferred[None]:
+        rows = verification_rows(sn, data, verdict, received)
+        d = self._run(self._thd_transaction, self._thd_insert, "verifications", rows)
+        return d.addCallback(lambda _: None)
+
+    def _thd_insert(self, conn: sqlite3.Connection, kind: str, rows: list[Row]) -> int:
+        conn.executemany(_SQL[kind].insert, rows)
+        return len(rows)
+
+    # -- reads -----------------------------------------------------------
+
+    def get_user(self, pin: str) -> Deferred[UserInfo | None]:
+        return self._run(self._thd_get_user, pin)
+
+    def _thd_get_user(self, conn: sqlite3.Connection, pin: str) -> UserInfo | None:
+        row = _first(conn, _SQL["users"].select + " WHERE pin = ?", (pin,))
+        return None if row is None else TABLES["users"].to_record(row[1:])
+
+    def fingerprints(self, pin: str) -> Deferred[list[FingerTemplate]]:
+        return self._run(self._thd_fingerprints, pin)
+
+    def _thd_fingerprints(self, conn: sqlite3.Connection, pin: str) -> list[FingerTemplate]:
+        rows = conn.execute(_SQL["fingerprints"].select + " WHERE pin = ?", (pin,)).fetchall()
+        found = [TABLES["fingerprints"].to_record(row[1:]) for row in rows]
+        return sorted(found, key=lambda template: fid_order(template.fid))
+
+    def query(self, kind: str, query: RecordQuery) -> Deferred[Page]:
+        try:
+            table = table_for_kind(kind)
+            where, params = _where(table.filters(query))
+        except ValueError:
+            return fail()
+        limit = clamp_limit(query.limit)
+        sql = _SQL[kind].select + where + " ORDER BY id LIMIT ?"
+        return self._run(self._thd_query, table, sql, [*params, limit + 1], limit)
+
+    def _thd_query(
+        self, conn: sqlite3.Connection, table: Table, sql: str, params: list[Any], limit: int
+    ) -> Page:
+        rows = conn.execute(sql, params).fetchall()
+        items = [table.item(row[0], row[1:]) for row in rows[:limit]]
+        if table.kind == "users":
+            for item in items:
+                senders = conn.execute(
+                    "SELECT sn FROM device_users WHERE pin = ? ORDER BY sn", (item["pin"],)
+                ).fetchall()
+                item["devices"] = [sn for (sn,) in senders]
+        return Page(items, str(items[-1]["id"]) if len(rows) > limit else None)
+
+    def count(self, kind: str, sn: str | None) -> Deferred[int]:
+        try:
+            table = table_for_kind(kind)
+            where, params = _where(table.filters(RecordQuery(sn=sn)))
+        except ValueError:
+            return fail()
+        return self._run(self._thd_count, _SQL[kind].count + where, params)
+
+    def _thd_count(self, conn: sqlite3.Connection, sql: str, params: list[Any]) -> int:
+        row = _first(conn, sql, params)
+        return int(row[0]) if row else 0

@@ -1,0 +1,181 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+``twistd pushd``: command-line options and ``makeService``.
+
+Options come from the command line and, for anything not given there, from
+the ``[pushd]`` section of ``--config FILE`` (same names, without dashes:
+``listen = tcp:8080 tcp:8088``, ``allow = SN1 SN2``).  The ``[options]``
+section overrides the values of the options block sent to every device
+(spec 5 names: ``Delay = 30``, ``TimeZone = 330``...).
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from pushd.config import Config, default_options, local_utc_offset_minutes
+
+__all__ = ["Options", "makeService"]
+
+_SN = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+_STORE_SCHEMES = ("sqlite:", "memory:", "postgresql:", "postgres:")
+
+
+class Options(usage.Options):
+    """The options of ``twistd pushd`` (CONTRACT 1)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve ZKTeco attendance and access terminals speaking the PUSH "
+        "(ADMS/iclock) protocol, storing everything they send before answering OK."
+    )
+
+    optParameters = [
+        [
+            "store",
+            None,
+            None,
+            "Store URL: sqlite:PATH or postgresql://... [default: sqlite:<data-dir>/pushd.sqlite3]",
+        ],
+        [
+            "data-dir",
+            None,
+            None,
+            "Directory for the database, photos and generated files [default: ./pushd-data]",
+        ],
+        [
+            "registration",
+            None,
+            None,
+            "open: accept every device; approve: unknown devices wait for approval"
+            " [default: approve]",
+        ],
+        [
+            "config",
+            None,
+            None,
+            "INI file: the same keys in [pushd] (the command line wins),"
+            " device option values in [options]",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allow"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Device-facing listener, a Twisted endpoint string (repeatable) [default: tcp:8080]"""
+        self["listen"].append(description)
+
+    def opt_allow(self, sn: str) -> None:
+        """Pre-approved device serial number (repeatable)"""
+        self["allow"].append(sn)
+
+    def postOptions(self) -> None:
+        self.config = build_config(self)
+
+
+def _read_ini(path: str) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise usage.UsageError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise usage.UsageError(f"--config: {path} is not a valid INI file: {exc}") from None
+    section = {k.lower(): v for k, v in parser["pushd"].items()} if "pushd" in parser else {}
+    options = list(parser["options"].items()) if "options" in parser else []
+    return section, options
+
+
+def _pick(opts: usage.Options, ini: Dict[str, str], name: str) -> Optional[str]:
+    value = opts[name]
+    if value is None:
+        value = ini.get(name, ini.get(name.replace("-", "_")))
+    return value
+
+
+def _many(opts: usage.Options, ini: Dict[str, str], name: str) -> List[str]:
+    values: List[str] = list(opts[name])
+    if not values and name in ini:
+        values = ini[name].split()
+    return values
+
+
+def _check_listen(descriptions: Sequence[str]) -> None:
+    from twisted.internet import reactor
+
+    for description in descriptions:
+        try:
+            serverFromString(reactor, description)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise usage.UsageError(f"--listen: invalid endpoint {description!r}: {exc}") from None
+
+
+def build_config(opts: usage.Options) -> Config:
+    """Merge the command line with ``--config`` and validate everything."""
+    ini: Dict[str, str] = {}
+    option_overrides: List[Tuple[str, str]] = []
+    if opts["config"]:
+        ini, option_overrides = _read_ini(opts["config"])
+    known = {"listen", "allow", "store", "data-dir", "data_dir", "registration"}
+    for key in ini:
+        if key not in known:
+            raise usage.UsageError(f"--config: unknown key {key!r} in [pushd]")
+
+    listen = _many(opts, ini, "listen") or ["tcp:8080"]
+    _check_listen(listen)
+
+    registration = (_pick(opts, ini, "registration") or "approve").strip().lower()
+    if registration not in ("open", "approve"):
+        raise usage.UsageError(
+            f"--registration: expected 'open' or 'approve', not {registration!r}"
+        )
+
+    allow = _many(opts, ini, "allow")
+    for sn in allow:
+        if not _SN.match(sn):
+            raise usage.UsageError(
+                f"--allow: {sn!r} is not a serial number (letters, digits, - and _)"
+            )
+
+    store = (_pick(opts, ini, "store") or "").strip()
+    if store and not store.startswith(_STORE_SCHEMES):
+        raise usage.UsageError(f"--store: expected sqlite:PATH or postgresql://..., not {store!r}")
+
+    data_dir = (_pick(opts, ini, "data-dir") or "./pushd-data").strip()
+    if not data_dir:
+        raise usage.UsageError("--data-dir: must not be empty")
+
+    defaults = dict(default_options(local_utc_offset_minutes()))
+    for key, value in option_overrides:
+        defaults[key] = value
+    return Config(
+        listen=tuple(listen),
+        store=store,
+        data_dir=data_dir,
+        registration=registration,
+        allow=tuple(allow),
+        options=tuple(defaults.items()),
+    )
+
+
+def makeService(options: Options) -> IService:
+    """Called by twistd with the parsed options."""
+    from twisted.internet import reactor
+
+    from pushd.service import build_service
+
+    try:
+        return build_service(options.config, reactor)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"pushd: cannot start: {exc}") from None

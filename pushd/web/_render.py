@@ -1,0 +1,88 @@
+# -*- test-case-name: tests.test_web_iclock -*-
+"""
+One decorator for every asynchronous handler.
+
+A handler is an ``async def`` method taking the request and returning the
+reply body as bytes.  The decorator runs it, writes the body with
+``Content-Type`` and ``Content-Length``, maps :class:`~pushd.errors.PushdError`
+to its status and one-line reason, logs anything unexpected and answers it
+with a plain 500, and never lets a traceback reach the wire.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Awaitable, Callable, TypeVar
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pushd.errors import PushdError
+
+__all__ = ["TEXT_PLAIN", "async_handler", "write_reply"]
+
+TEXT_PLAIN = b"text/plain"
+
+_log = Logger(namespace="pushd.web")
+
+R = TypeVar("R")
+Handler = Callable[[R, Request], Awaitable[bytes]]
+
+
+def write_reply(
+    request: Request, status: int, body: bytes, content_type: bytes = TEXT_PLAIN
+) -> None:
+    """Finish ``request`` with ``body``, unless the client already went away."""
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
+
+
+def _describe(request: Request) -> str:
+    sn = ""
+    for name, values in request.args.items():
+        if name.lower() == b"sn" and values:
+            sn = values[0].decode("utf-8", "replace")
+    uri = request.uri.decode("utf-8", "replace")
+    return f"{request.method.decode('ascii', 'replace')} {uri} (SN {sn or '?'})"
+
+
+def async_handler(handler: Callable[[Any, Request], Awaitable[bytes]]) -> Callable[..., Any]:
+    """Wrap ``async def render_X(self, request) -> bytes`` into a twisted.web render method."""
+
+    @wraps(handler)
+    def render(self: Any, request: Request) -> object:
+        content_type = getattr(self, "content_type", TEXT_PLAIN)
+        d: Deferred[bytes] = Deferred.fromCoroutine(handler(self, request))  # type: ignore[arg-type]
+
+        def succeeded(body: bytes) -> None:
+            write_reply(request, 200, body, content_type)
+
+        def failed(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return
+            error = failure.value
+            if isinstance(error, PushdError):
+                level = _log.info if error.status == 401 else _log.warn
+                level(
+                    "{request}: {status} {reason}",
+                    request=_describe(request),
+                    status=error.status,
+                    reason=error.reason,
+                )
+                write_reply(request, error.status, error.reason.encode("utf-8"), content_type)
+                return
+            _log.failure("Unexpected error serving {request}", failure, request=_describe(request))
+            write_reply(request, 500, b"Internal server error", content_type)
+
+        d.addCallbacks(succeeded, failed)
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return NOT_DONE_YET
+
+    return render

@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_web_iclock -*-
+"""
+The device-facing endpoints under ``/iclock/`` (spec 5-14), one resource each.
+
+Each handler parses (pure), calls the registry, ingestor or store, and
+returns the reply bytes; :func:`~pushd.web._render.async_handler` does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from pushd.config import handshake_options
+from pushd.errors import ProtocolError
+from pushd.ingest import Ingestor
+from pushd.interfaces import IStore
+from pushd.protocol.query import Params, parse_handshake, parse_info, parse_params
+from pushd.protocol.replies import format_ok, format_options, format_remote_att
+from pushd.protocol.text import codec_for
+from pushd.registry import DeviceRegistry
+from pushd.web._render import async_handler
+
+__all__ = ["CData", "DeviceCmd", "FData", "GetRequest", "Ping"]
+
+
+def _client_ip(request: Request) -> str:
+    address = request.getClientAddress()
+    return str(getattr(address, "host", "") or "")
+
+
+def _body(request: Request) -> bytes:
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    return content.read()
+
+
+class _DeviceResource(Resource):
+    """What every device endpoint holds: the registry, the ingestor, the store."""
+
+    isLeaf = True
+
+    def __init__(self, registry: DeviceRegistry, ingestor: Ingestor, store: IStore) -> None:
+        super().__init__()
+        self._registry = registry
+        self._ingestor = ingestor
+        self._store = store
+
+    def render(self, request: Request) -> object:
+        method = request.method.decode("ascii", "replace")
+        if method == "HEAD":
+            method = "GET"
+        if getattr(self, "render_" + method, None) is None:
+            allowed = sorted(
+                n[7:] for n in dir(self) if n.startswith("render_") and n != "render_HEAD"
+            )
+            request.setResponseCode(405)
+            request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
+            request.setHeader(b"content-type", b"text/plain")
+            return b"Method not allowed"
+        return super().render(request)
+
+
+class CData(_DeviceResource):
+    """``/iclock/cdata``: the handshake and RemoteAtt (GET), every upload (POST)."""
+
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        ingestor: Ingestor,
+        store: IStore,
+        options: Sequence[Tuple[str, str]],
+    ) -> None:
+        super().__init__(registry, ingestor, store)
+        self._options = tuple(options)
+
+    @async_handler
+    async def render_GET(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        if params.table.lower() == "remoteatt":
+            device = await self._registry.admit(params.sn, _client_ip(request))
+            pin = params.get("pin").strip()
+            if not pin:
+                raise ProtocolError("RemoteAtt without PIN")
+            user = await self._store.get_user(pin)
+            fingerprints = await self._store.fingerprints(pin) if user else []
+            return format_remote_att(user, fingerprints, codec_for(device.language))
+        if "options" not in params:
+            raise ProtocolError("GET cdata needs options=all or table=RemoteAtt")
+        device = await self._registry.handshake(parse_handshake(params), _client_ip(request))
+        options = handshake_options(
+            self._options, device.stamps, device.settings, device.push_version
+        )
+        return format_options(device.sn, options)
+
+    @async_handler
+    async def render_POST(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        device = await self._registry.admit(params.sn, _client_ip(request))
+        return await self._ingestor.upload(device, params, _body(request))
+
+
+class FData(_DeviceResource):
+    """``/iclock/fdata``: attendance photos (spec 11.3), ``table`` defaulting to ATTPHOTO."""
+
+    @async_handler
+    async def render_POST(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        device = await self._registry.admit(params.sn, _client_ip(request))
+        if not params.table:
+            params = Params({**params.items(), "table": "ATTPHOTO"})
+        return await self._ingestor.upload(device, params, _body(request))
+
+
+class GetRequest(_DeviceResource):
+    """``/iclock/getrequest``: the poll (spec 9, 12), with INFO on the first one."""
+
+    @async_handler
+    async def render_GET(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        device = await self._registry.admit(params.sn, _client_ip(request))
+        info = parse_info(params.get("info"))
+        if info is not None:
+            await self._registry.record_info(device, info)
+        return format_ok()
+
+
+class DeviceCmd(_DeviceResource):
+    """``/iclock/devicecmd``: command results (spec 13)."""
+
+    @async_handler
+    async def render_POST(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        device = await self._registry.admit(params.sn, _client_ip(request))
+        return await self._ingestor.replies(device, _body(request))
+
+
+class Ping(_DeviceResource):
+    """``/iclock/ping``: the heartbeat (spec 10)."""
+
+    @async_handler
+    async def render_GET(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        await self._registry.admit(params.sn, _client_ip(request))
+        return format_ok()
+
+    render_POST = render_GET

@@ -1,0 +1,61 @@
+# -*- test-case-name: tests.test_web_iclock -*-
+"""
+The resource tree, built in one place.
+
+``/iclock/<endpoint>``, with the aliases real devices use: a doubled prefix
+(``/iclock/iclock/cdata``) and an ``.aspx`` suffix (``cdata.aspx``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
+
+from pushd.ingest import Ingestor
+from pushd.interfaces import IStore
+from pushd.registry import DeviceRegistry
+from pushd.web.iclock import CData, DeviceCmd, FData, GetRequest, Ping
+
+__all__ = ["build_root"]
+
+
+class NotFound(Resource):
+    """A plain-text 404 for any path pushd does not serve."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/plain")
+        return b"Not found"
+
+
+class _Tree(Resource):
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return NotFound()
+
+
+def build_root(
+    registry: DeviceRegistry,
+    ingestor: Ingestor,
+    store: IStore,
+    options: Sequence[Tuple[str, str]],
+) -> IResource:
+    """The whole device-facing tree."""
+    iclock = _Tree()
+    endpoints = {
+        b"cdata": CData(registry, ingestor, store, options),
+        b"fdata": FData(registry, ingestor, store),
+        b"getrequest": GetRequest(registry, ingestor, store),
+        b"devicecmd": DeviceCmd(registry, ingestor, store),
+        b"ping": Ping(registry, ingestor, store),
+    }
+    for name, resource in endpoints.items():
+        iclock.putChild(name, resource)
+        iclock.putChild(name + b".aspx", resource)
+    iclock.putChild(b"iclock", iclock)
+    root = _Tree()
+    root.putChild(b"iclock", iclock)
+    return root

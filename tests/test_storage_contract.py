@@ -1,0 +1,814 @@
+"""
+The contract every :class:`pushd.interfaces.IStore` keeps, run against each backend.
+
+The ``store`` fixture yields an opened store of each kind; every contract test
+runs once per backend.  SQLite-only tests (durability, schema, failures) and
+``store_from_url`` follow at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import fields
+from typing import Any
+
+import pytest
+import pytest_twisted
+from zope.interface.verify import verifyObject
+
+from pushd.errors import StoreError
+from pushd.interfaces import IStore
+from pushd.model import RECORD_KINDS, STAMP_TABLES, DeviceUpdate, IngestResult, RecordQuery
+from pushd.protocol.records import (
+    AttLog,
+    AttPhoto,
+    BioPhoto,
+    BioTemplate,
+    CommandReply,
+    ErrorLog,
+    FaceTemplate,
+    FingerTemplate,
+    IdCard,
+    OpLog,
+    OtherRecord,
+    Rejected,
+    UserInfo,
+    UserPhoto,
+    VeinTemplate,
+    WorkCode,
+)
+from pushd.storage import store_from_url
+from pushd.storage._tables import TABLES
+from pushd.storage.memory import MemoryStore
+from pushd.storage.sqlite import SQLiteStore
+
+T0 = "2024-05-01T08:00:00Z"
+T1 = "2024-05-01T09:00:00Z"
+T2 = "2024-05-01T10:00:00Z"
+
+
+def _open_store(kind: str, tmp_path: Any) -> Any:
+    if kind == "memory":
+        return MemoryStore()
+    return SQLiteStore(str(tmp_path / "pushd.sqlite3"))
+
+
+@pytest_twisted.async_yield_fixture(params=["memory", "sqlite"])
+async def store(request: Any, tmp_path: Any) -> Any:
+    """An opened, empty store of each backend."""
+    opened = _open_store(request.param, tmp_path)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+# -- sample records ---------------------------------------------------------
+
+
+def punch(pin: str = "1", time: str = "2024-05-01T07:59:00", **changes: Any) -> AttLog:
+    values: dict[str, Any] = {
+        "pin": pin,
+        "time": time,
+        "status": "0",
+        "verify": "1",
+        "workcode": "0",
+        "extra": ("0", "0", "36.5"),
+    }
+    values.update(changes)
+    return AttLog(**values)
+
+
+def user(pin: str = "1", name: str = "Ann", **changes: Any) -> UserInfo:
+    fields_ = (("PIN", pin), ("Name", name), ("Pri", "0"))
+    return UserInfo(pin=pin, name=name, privilege="0", card="123", fields=fields_, **changes)
+
+
+def finger(pin: str = "1", fid: str = "0", template: str = "AAAA") -> FingerTemplate:
+    return FingerTemplate(
+        pin=pin,
+        fid=fid,
+        size="4",
+        valid="1",
+        template=template,
+        size_ok=True,
+        fields=(("PIN", pin), ("FID", fid)),
+    )
+
+
+#: One record of each kind ingest stores, and the kind it is listed as.
+SAMPLES = [
+    ("attendance", punch(raw=b"1\t2024-05-01 07:59:00\t0\t1\t0\t0\t0\t36.5\xff")),
+    ("operations", OpLog(op_type="4", op_who="0", time="2024-05-01T07:00:00", values=("1", "2"))),
+    ("users", user()),
+    ("fingerprints", finger()),
+    (
+        "faces",
+        FaceTemplate(pin="1", fid="50", size="4", valid="1", template="BBBB", size_ok=False),
+    ),
+    (
+        "veins",
+        VeinTemplate(
+            pin="1", fid="3", index="0", size="4", valid="1", template="CCCC", size_ok=True
+        ),
+    ),
+    (
+        "biodata",
+        BioTemplate(
+            pin="1",
+            no="0",
+            index="0",
+            valid="1",
+            duress="0",
+            type="9",
+            major_ver="5",
+            minor_ver="8",
+            format="0",
+            template="DDDD",
+            size_ok=True,
+        ),
+    ),
+    (
+        "userphotos",
+        UserPhoto(pin="1", file_name="1.jpg", size="4", content="EEEE", size_ok=True),
+    ),
+    (
+        "biophotos",
+        BioPhoto(
+            pin="1",
+            file_name="1.jpg",
+            type="9",
+            no="0",
+            index="0",
+            size="4",
+            content="FFFF",
+            size_ok=True,
+        ),
+    ),
+    (
+        "attphotos",
+        AttPhoto(
+            name="20240501075900-1.jpg",
+            time="2024-05-01T07:59:00",
+            photo_type="0",
+            pin="1",
+            id_num="",
+            size="2048",
+            stored_size=2048,
+            sha256="ab" * 32,
+            path="photos/X/20240501075900-1.jpg",
+            headers=(("PIN", "20240501075900-1.jpg"), ("size", "2048")),
+        ),
+    ),
+    ("idcards", IdCard(pin="1", id_num="110", sn_num="S1", name="Ann")),
+    (
+        "errors",
+        ErrorLog(err_code="-1", err_msg="fail", data_origin="cmd", cmd_id="7", additional=""),
+    ),
+    ("workcodes", WorkCode(pin="1", code="8", name="Night")),
+    ("other", OtherRecord(kind="ALARM", fields=(("A", "1"),), raw=b"ALARM A=1")),
+    ("rejected", Rejected(table="ATTLOG", line=b"garbage\xfe", reason="too few fields")),
+]
+
+REPLY = CommandReply(
+    cmd_id="12",
+    return_code="0",
+    cmd="INFO",
+    params=(("ID", "12"), ("Return", "0"), ("CMD", "INFO")),
+    lines=(("~DeviceName", "X"),),
+    content=b"\x00\x01",
+)
+
+
+async def ingest_samples(store: Any, sn: str = "SN1") -> IngestResult:
+    return await store.ingest(sn, [record for _, record in SAMPLES], None, T0, "42")
+
+
+async def items(store: Any, kind: str, **query: Any) -> list[dict[str, Any]]:
+    page = await store.query(kind, RecordQuery(**query))
+    return list(page.items)
+
+
+# -- the interface ----------------------------------------------------------
+
+
+def test_store_provides_istore(store: Any) -> None:
+    assert verifyObject(IStore, store)
+    assert store.kind in ("memory", "sqlite")
+
+
+# -- devices ----------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_device_records_an_unknown_device(store: Any) -> None:
+    device = await store.add_device("SN1", "pending", T0)
+    assert (device.sn, device.state, device.first_seen, device.last_seen) == (
+        "SN1",
+        "pending",
+        T0,
+        T0,
+    )
+    assert await store.get_device("SN1") == device
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_device_leaves_a_known_device_unchanged(store: Any) -> None:
+    first = await store.add_device("SN1", "pending", T0)
+    again = await store.add_device("SN1", "approved", T1)
+    assert again == first
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unknown_device_is_none(store: Any) -> None:
+    assert await store.get_device("nope") is None
+    assert await store.update_device("nope", DeviceUpdate(alias="x")) is None
+    await store.record_seen([("nope", "10.0.0.9", T1)])
+    await store.reset_stamps("nope")
+    assert await store.list_devices() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_devices_are_listed_by_serial_number(store: Any) -> None:
+    for sn in ("SN3", "SN1", "SN2"):
+        await store.add_device(sn, "pending", T0)
+    assert [device.sn for device in await store.list_devices()] == ["SN1", "SN2", "SN3"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_update_device_merges_dicts_and_replaces_the_rest(store: Any) -> None:
+    await store.add_device("SN1", "pending", T0)
+    await store.update_device(
+        "SN1",
+        DeviceUpdate(alias="door", info={"a": "1", "b": "2"}, settings={"Delay": "10"}),
+    )
+    device = await store.update_device(
+        "SN1",
+        DeviceUpdate(state="approved", firmware="1.2", info={"b": "3", "c": "4"}),
+    )
+    assert device.state == "approved"
+    assert device.alias == "door"  # None left it alone
+    assert device.firmware == "1.2"
+    assert device.info == {"a": "1", "b": "3", "c": "4"}
+    assert device.settings == {"Delay": "10"}
+    assert device.first_seen == T0
+    assert await store.get_device("SN1") == device
+
+
+@pytest_twisted.ensureDeferred
+async def test_returned_devices_do_not_change_the_store(store: Any) -> None:
+    device = await store.add_device("SN1", "pending", T0)
+    device.info["x"] = "1"
+    assert (await store.get_device("SN1")).info == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_record_seen_moves_last_seen_forward_for_known_devices(store: Any) -> None:
+    await store.add_device("SN1", "approved", T0)
+    await store.add_device("SN2", "approved", T0)
+    await store.record_seen([("SN1", "10.0.0.1", T0), ("SN2", "10.0.0.2", T2), ("SN3", "x", T1)])
+    await store.record_seen([("SN2", "10.0.0.9", T1)])  # older: ignored
+    sn1, sn2 = await store.list_devices()
+    assert (sn1.last_seen, sn1.ip) == (T0, "10.0.0.1")
+    assert (sn2.last_seen, sn2.ip) == (T2, "10.0.0.2")
+    assert await store.get_device("SN3") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_reset_stamps_sets_every_stamp_table_to_zero(store: Any) -> None:
+    await store.add_device("SN1", "approved", T0)
+    await store.ingest("SN1", [punch()], ("ATTLOG", "9999"), T1, None)
+    await store.reset_stamps("SN1")
+    device = await store.get_device("SN1")
+    assert device.stamps == {table: "0" for table in STAMP_TABLES}
+
+
+# -- ingest -----------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_resent_punches_are_stored_once(store: Any) -> None:
+    upload = [punch("1"), punch("2")]
+    assert await store.ingest("SN1", upload, None, T0, None) == IngestResult(stored=2)
+    assert await store.ingest("SN1", upload, None, T1, None) == IngestResult(duplicates=2)
+    assert await store.count("attendance", None) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_punch_resent_in_the_same_upload_is_a_duplicate(store: Any) -> None:
+    result = await store.ingest("SN1", [punch(), punch()], None, T0, None)
+    assert result == IngestResult(stored=1, duplicates=1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_punches_differing_in_any_key_field_are_distinct(store: Any) -> None:
+    upload = [
+        punch(),
+        punch(status="1"),
+        punch(verify="15"),
+        punch(workcode="3"),
+        punch(time="2024-05-01T08:00:00"),
+        punch(extra=("other",)),  # extra is not part of the key
+    ]
+    assert await store.ingest("SN1", upload, None, T0, None) == IngestResult(stored=5, duplicates=1)
+    assert await store.ingest("SN2", upload[:1], None, T0, None) == IngestResult(stored=1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_punches_keep_every_field(store: Any) -> None:
+    record = punch(raw=b"\xffraw")
+    await store.ingest("SN1", [record], None, T0, "42")
+    [item] = await items(store, "attendance")
+    assert item == {
+        "id": item["id"],
+        "sn": "SN1",
+        "pin": "1",
+        "time": "2024-05-01T07:59:00",
+        "status": "0",
+        "verify": "1",
+        "workcode": "0",
+        "extra": ["0", "0", "36.5"],
+        "raw": "/3Jhdw==",
+        "received": T0,
+        "cmd_id": "42",
+    }
+    assert isinstance(item["id"], int)
+
+
+@pytest_twisted.ensureDeferred
+async def test_operation_logs_are_deduplicated_on_all_fields(store: Any) -> None:
+    log = OpLog(op_type="4", op_who="0", time="2024-05-01T07:00:00", values=("1", "2"))
+    other = OpLog(op_type="4", op_who="0", time="2024-05-01T07:00:00", values=("1", "3"))
+    assert await store.ingest("SN1", [log, other], None, T0, None) == IngestResult(stored=2)
+    assert await store.ingest("SN1", [log], None, T1, None) == IngestResult(duplicates=1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_later_user_upload_replaces_the_user(store: Any) -> None:
+    assert await store.ingest("SN1", [user(name="Ann")], None, T0, None) == IngestResult(stored=1)
+    [first] = await items(store, "users")
+    assert await store.ingest("SN2", [user(name="Anne")], None, T1, None) == IngestResult(updated=1)
+    [item] = await items(store, "users")
+    assert item["id"] == first["id"]
+    assert (item["name"], item["sn"], item["updated"]) == ("Anne", "SN2", T1)
+    assert item["devices"] == ["SN1", "SN2"]
+    assert (await store.get_user("1")).name == "Anne"
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_user_rebuilds_the_stored_user(store: Any) -> None:
+    record = user(raw=b"USER PIN=1\tName=Ann\xff", tz="0000000100000000")
+    await store.ingest("SN1", [record], None, T0, None)
+    assert await store.get_user("1") == record
+    assert await store.get_user("2") is None
+
+
+KEYED = [
+    ("fingerprints", finger(template="A1"), finger(template="A2"), finger(fid="1")),
+    (
+        "faces",
+        FaceTemplate(pin="1", fid="0", size="2", valid="1", template="A1", size_ok=True),
+        FaceTemplate(pin="1", fid="0", size="2", valid="1", template="A2", size_ok=True),
+        FaceTemplate(pin="1", fid="1", size="2", valid="1", template="A1", size_ok=True),
+    ),
+    (
+        "veins",
+        VeinTemplate(pin="1", fid="0", index="0", size="2", valid="1", template="A1", size_ok=True),
+        VeinTemplate(pin="1", fid="0", index="0", size="2", valid="1", template="A2", size_ok=True),
+        VeinTemplate(pin="1", fid="0", index="1", size="2", valid="1", template="A1", size_ok=True),
+    ),
+    (
+        "biodata",
+        SAMPLES[6][1],
+        BioTemplate(**{**SAMPLES[6][1].__dict__, "template": "A2"}),
+        BioTemplate(**{**SAMPLES[6][1].__dict__, "type": "2"}),
+    ),
+    (
+        "userphotos",
+        UserPhoto(pin="1", file_name="1.jpg", size="2", content="A1", size_ok=True),
+        UserPhoto(pin="1", file_name="1.jpg", size="2", content="A2", size_ok=True),
+        UserPhoto(pin="2", file_name="2.jpg", size="2", content="A1", size_ok=True),
+    ),
+    (
+        "biophotos",
+        SAMPLES[8][1],
+        BioPhoto(**{**SAMPLES[8][1].__dict__, "content": "A2"}),
+        BioPhoto(**{**SAMPLES[8][1].__dict__, "index": "1"}),
+    ),
+    (
+        "workcodes",
+        WorkCode(pin="1", code="8", name="Night"),
+        WorkCode(pin="1", code="8", name="Late"),
+        WorkCode(pin="2", code="8", name="Night"),
+    ),
+    (
+        "idcards",
+        IdCard(pin="1", id_num="110", sn_num="S1", name="Ann"),
+        IdCard(pin="1", id_num="110", sn_num="S2", name="Ann"),
+        IdCard(pin="1", id_num="111", sn_num="S1", name="Ann"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "first", "newer", "another"), KEYED, ids=[k[0] for k in KEYED])
+@pytest_twisted.ensureDeferred
+async def test_keyed_records_are_replaced_by_newer_versions(
+    store: Any, kind: str, first: Any, newer: Any, another: Any
+) -> None:
+    assert await store.ingest("SN1", [first], None, T0, None) == IngestResult(stored=1)
+    result = await store.ingest("SN1", [newer, another], None, T1, None)
+    assert result == IngestResult(stored=1, updated=1)
+    replaced, added = await items(store, kind)
+    assert (replaced["sn"], replaced["updated"], added["updated"]) == ("SN1", T1, T1)
+    for f in fields(newer):
+        if isinstance(getattr(newer, f.name), str):
+            assert replaced[f.name] == getattr(newer, f.name), f.name
+
+
+@pytest_twisted.ensureDeferred
+async def test_templates_are_server_wide_but_id_cards_belong_to_a_device(store: Any) -> None:
+    await store.ingest("SN1", [finger(), KEYED[-1][1]], None, T0, None)
+    result = await store.ingest("SN2", [finger(), KEYED[-1][1]], None, T1, None)
+    assert result == IngestResult(stored=1, updated=1)
+    [template] = await items(store, "fingerprints")
+    assert template["sn"] == "SN2"
+
+
+@pytest_twisted.ensureDeferred
+async def test_fingerprints_are_ordered_by_finger_number(store: Any) -> None:
+    upload = [finger(fid="10"), finger(fid="2"), finger(fid="x"), finger(fid="1"), finger("2")]
+    await store.ingest("SN1", upload, None, T0, None)
+    assert [t.fid for t in await store.fingerprints("1")] == ["1", "2", "10", "x"]
+    assert await store.fingerprints("2") == [finger("2")]
+    assert await store.fingerprints("3") == []
+
+
+@pytest.mark.parametrize("kind", ["errors", "other", "attphotos"])
+@pytest_twisted.ensureDeferred
+async def test_resent_logs_and_photos_are_stored_once(store: Any, kind: str) -> None:
+    [record] = [record for name, record in SAMPLES if name == kind]
+    assert await store.ingest("SN1", [record], None, T0, None) == IngestResult(stored=1)
+    assert await store.ingest("SN1", [record], None, T1, None) == IngestResult(duplicates=1)
+    assert await store.ingest("SN2", [record], None, T1, None) == IngestResult(stored=1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_rejected_lines_are_always_quarantined(store: Any) -> None:
+    line = Rejected(table="ATTLOG", line=b"garbage", reason="too few fields")
+    assert await store.ingest("SN1", [line], None, T0, None) == IngestResult(rejected=1)
+    assert await store.ingest("SN1", [line], None, T1, None) == IngestResult(rejected=1)
+    first, _ = await items(store, "rejected")
+    assert first == {
+        "id": first["id"],
+        "sn": "SN1",
+        "table": "ATTLOG",
+        "line": "Z2FyYmFnZQ==",
+        "reason": "too few fields",
+        "received": T0,
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_upload_counts_each_outcome(store: Any) -> None:
+    await store.ingest("SN1", [punch("1"), user("1")], None, T0, None)
+    upload = [punch("1"), punch("2"), user("1"), user("2"), SAMPLES[-1][1]]
+    result = await store.ingest("SN1", upload, None, T1, None)
+    assert result == IngestResult(stored=2, duplicates=1, updated=1, rejected=1)
+    assert result.total == len(upload)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ingest_moves_the_stamp_forward_only(store: Any) -> None:
+    await store.add_device("SN1", "approved", T0)
+
+    async def stamp_after(value: str) -> str:
+        await store.ingest("SN1", [], ("ATTLOG", value), T0, None)
+        return (await store.get_device("SN1")).stamps["ATTLOG"]
+
+    assert await stamp_after("100") == "100"
+    assert await stamp_after("99") == "100"
+    assert await stamp_after("101") == "101"
+    assert await stamp_after("abc") == "abc"
+    assert await stamp_after("5") == "5"
+    assert (await store.get_device("SN1")).stamps == {"ATTLOG": "5"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_from_an_unknown_device_is_stored_without_a_device(store: Any) -> None:
+    result = await store.ingest("SN9", [punch()], ("ATTLOG", "7"), T0, None)
+    assert result == IngestResult(stored=1)
+    assert await store.get_device("SN9") is None
+    assert await store.count("attendance", "SN9") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_command_reply_is_stored(store: Any) -> None:
+    assert await store.record_replies("SN1", [REPLY, REPLY], T0) == 2
+    first, second = await items(store, "replies")
+    assert first == {
+        "id": first["id"],
+        "sn": "SN1",
+        "cmd_id": "12",
+        "return_code": "0",
+        "cmd": "INFO",
+        "params": [["ID", "12"], ["Return", "0"], ["CMD", "INFO"]],
+        "lines": [["~DeviceName", "X"]],
+        "content": "AAE=",
+        "received": T0,
+    }
+    assert second["id"] > first["id"]
+    assert await store.record_replies("SN1", [], T0) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_verifications_are_stored_with_their_verdict(store: Any) -> None:
+    assert await store.record_verification("SN1", b"PIN=1", "allow", T0) is None
+    [item] = await items(store, "verifications")
+    assert item == {
+        "id": item["id"],
+        "sn": "SN1",
+        "data": "UElOPTE=",
+        "verdict": "allow",
+        "received": T0,
+    }
+
+
+# -- queries ----------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_kind_lists_json_ready_items_with_the_record_fields(store: Any) -> None:
+    assert await ingest_samples(store) == IngestResult(stored=len(SAMPLES) - 1, rejected=1)
+    await store.record_replies("SN1", [REPLY], T0)
+    await store.record_verification("SN1", b"data", "deny", T0)
+    records = dict(SAMPLES, replies=REPLY)
+    for kind in RECORD_KINDS:
+        [item] = await items(store, kind)
+        assert json.loads(json.dumps(item)) == item, kind
+        assert isinstance(item["id"], int) and item["sn"] == "SN1", kind
+        assert (item.get("received") or item.get("updated")) == T0, kind
+        if kind in records:
+            names = {f.name for f in fields(records[kind])}  # type: ignore[arg-type]
+            if kind == "replies":
+                names.discard("raw")  # a reply is kept parsed: params, lines, content
+            assert names <= set(item), kind
+    [face] = await items(store, "faces")
+    assert face["size_ok"] is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_follow_the_cursor_oldest_first(store: Any) -> None:
+    await store.ingest("SN1", [punch(str(pin)) for pin in range(5)], None, T0, None)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = await store.query("attendance", RecordQuery(cursor=cursor, limit=2))
+        seen += [item["pin"] for item in page.items]
+        pages += 1
+        if page.next is None:
+            break
+        assert page.next == str(page.items[-1]["id"])
+        cursor = page.next
+    assert (seen, pages) == (["0", "1", "2", "3", "4"], 3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_last_page_has_no_next(store: Any) -> None:
+    await store.ingest("SN1", [punch("1"), punch("2")], None, T0, None)
+    page = await store.query("attendance", RecordQuery(limit=2))
+    assert (len(page.items), page.next) == (2, None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_limit_is_clamped(store: Any) -> None:
+    await store.ingest("SN1", [punch("1"), punch("2")], None, T0, None)
+    assert len((await store.query("attendance", RecordQuery(limit=0))).items) == 1
+    assert len((await store.query("attendance", RecordQuery(limit=-5))).items) == 1
+    assert len((await store.query("attendance", RecordQuery(limit=10**9))).items) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_queries_filter_by_sn_pin_and_cmd_id(store: Any) -> None:
+    await store.ingest("SN1", [punch("1"), punch("2")], None, T0, "7")
+    await store.ingest("SN2", [punch("1")], None, T0, None)
+    assert len(await items(store, "attendance", sn="SN1")) == 2
+    assert [i["sn"] for i in await items(store, "attendance", pin="1")] == ["SN1", "SN2"]
+    assert [i["pin"] for i in await items(store, "attendance", sn="SN1", pin="2")] == ["2"]
+    assert len(await items(store, "attendance", cmd_id="7")) == 2
+    assert await items(store, "attendance", sn="SN3") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_since_and_until_bound_the_punch_time_inclusively(store: Any) -> None:
+    times = ["2024-05-01T07:00:00", "2024-05-01T08:00:00", "2024-05-01T09:00:00"]
+    await store.ingest("SN1", [punch(time=t) for t in times], None, T0, None)
+    found = await items(store, "attendance", since=times[1], until=times[2])
+    assert [i["time"] for i in found] == times[1:]
+    assert len(await items(store, "attendance", until=times[0])) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_since_and_until_bound_the_reception_time_of_other_kinds(store: Any) -> None:
+    for pin, when in enumerate((T0, T1, T2)):
+        await store.record_replies("SN1", [REPLY], when)
+        await store.ingest("SN1", [user(str(pin))], None, when, None)
+    assert [i["received"] for i in await items(store, "replies", since=T1)] == [T1, T2]
+    assert [i["updated"] for i in await items(store, "users", until=T1)] == [T0, T1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_of_a_device_are_those_it_sent(store: Any) -> None:
+    await store.ingest("SN1", [user("1"), user("2")], None, T0, None)
+    await store.ingest("SN2", [user("2"), user("3")], None, T1, None)
+    assert [i["pin"] for i in await items(store, "users", sn="SN1")] == ["1", "2"]
+    assert [i["devices"] for i in await items(store, "users", pin="2")] == [["SN1", "SN2"]]
+    assert await store.count("users", "SN2") == 2
+    assert await store.count("users", None) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_count_counts_the_records_of_a_kind(store: Any) -> None:
+    await store.ingest("SN1", [punch("1"), punch("2"), finger()], None, T0, None)
+    await store.ingest("SN2", [punch("1")], None, T0, None)
+    assert await store.count("attendance", None) == 3
+    assert await store.count("attendance", "SN1") == 2
+    assert await store.count("fingerprints", "SN2") == 0
+    assert await store.count("verifications", None) == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "query"),
+    [
+        ("nope", RecordQuery()),
+        ("operations", RecordQuery(pin="1")),
+        ("users", RecordQuery(cmd_id="1")),
+        ("attendance", RecordQuery(cursor="abc")),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_an_impossible_query_is_a_value_error(
+    store: Any, kind: str, query: RecordQuery
+) -> None:
+    with pytest.raises(ValueError):
+        await store.query(kind, query)
+
+
+@pytest_twisted.ensureDeferred
+async def test_counting_an_unknown_kind_is_a_value_error(store: Any) -> None:
+    with pytest.raises(ValueError):
+        await store.count("nope", None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_both_backends_give_the_same_answers(tmp_path: Any) -> None:
+    stores = [_open_store("memory", tmp_path), _open_store("sqlite", tmp_path)]
+    answers = []
+    for each in stores:
+        await each.open()
+        await each.add_device("SN1", "approved", T0)
+        await ingest_samples(each)
+        await ingest_samples(each, "SN2")
+        await each.ingest("SN1", [user(name="B"), finger(fid="3")], ("ATTLOG", "5"), T1, "9")
+        await each.record_replies("SN1", [REPLY], T1)
+        await each.record_verification("SN2", b"x", "allow", T2)
+        answer: dict[str, Any] = {"devices": await each.list_devices()}
+        for kind in RECORD_KINDS:
+            answer[kind] = await items(each, kind)
+            answer[kind + "/SN2"] = await items(each, kind, sn="SN2", since=T0, limit=1)
+        answers.append(answer)
+        await each.close()
+    assert answers[0] == answers[1]
+
+
+# -- SQLite only ------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_data_survives_close_and_reopen(tmp_path: Any) -> None:
+    path = str(tmp_path / "pushd.sqlite3")
+    first = SQLiteStore(path)
+    await first.open()
+    await first.add_device("SN1", "approved", T0)
+    await first.ingest("SN1", [punch(), user()], ("ATTLOG", "3"), T0, None)
+    await first.close()
+
+    second = SQLiteStore(path)
+    await second.open()
+    try:
+        device = await second.get_device("SN1")
+        assert device is not None and device.stamps == {"ATTLOG": "3"}
+        assert await second.get_user("1") == user()
+        assert await second.ingest("SN1", [punch()], None, T1, None) == IngestResult(duplicates=1)
+    finally:
+        await second.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_schema_is_created_on_first_open_only(tmp_path: Any) -> None:
+    path = str(tmp_path / "pushd.sqlite3")
+    for _ in range(2):  # the schema's CREATE TABLEs would fail if applied twice
+        opened = SQLiteStore(path)
+        await opened.open()
+        await opened.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        for kind, table in TABLES.items():
+            columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{kind}")')]
+            assert columns == ["id", *table.names], kind
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Any) -> None:
+    path = str(tmp_path / "pushd.sqlite3")
+    opened = SQLiteStore(path)
+    await opened.open()
+    await opened.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="version 99"):
+        await SQLiteStore(path).open()
+
+
+@pytest.mark.parametrize("content", [None, b"this is not an SQLite database" * 100])
+@pytest_twisted.ensureDeferred
+async def test_sqlite_a_database_that_cannot_be_opened_is_a_store_error(
+    tmp_path: Any, content: bytes | None
+) -> None:
+    path = tmp_path / "db"
+    if content is None:
+        path.mkdir()  # a directory is no database file
+    else:
+        path.write_bytes(content)
+    unopenable = SQLiteStore(str(path))
+    with pytest.raises(StoreError, match="Database error"):
+        await unopenable.open()
+    await unopenable.close()  # harmless after a failed open
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_a_failed_write_is_a_store_error_and_stores_nothing(tmp_path: Any) -> None:
+    path = str(tmp_path / "pushd.sqlite3")
+    failing = SQLiteStore(path)
+    await failing.open()
+    try:
+        await failing.add_device("SN1", "approved", T0)
+        with sqlite3.connect(path) as conn:  # as a full disk would, fail every punch
+            conn.execute(
+                "CREATE TRIGGER fail BEFORE INSERT ON attendance"
+                " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+            )
+        with pytest.raises(StoreError, match="disk I/O error"):
+            await failing.ingest("SN1", [user(), punch()], ("ATTLOG", "5"), T1, None)
+        assert await failing.get_user("1") is None
+        device = await failing.get_device("SN1")
+        assert device is not None and device.stamps == {}
+    finally:
+        await failing.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_a_closed_store_answers_store_error(tmp_path: Any) -> None:
+    closed = SQLiteStore(str(tmp_path / "pushd.sqlite3"))
+    with pytest.raises(StoreError):
+        await closed.get_device("SN1")
+    await closed.open()
+    await closed.close()
+    with pytest.raises(StoreError):
+        await closed.ingest("SN1", [punch()], None, T0, None)
+
+
+# -- store_from_url ---------------------------------------------------------
+
+
+def test_store_from_url_builds_a_sqlite_store_and_its_directory(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = store_from_url("sqlite:data/pushd.sqlite3")
+    assert isinstance(relative, SQLiteStore) and relative.path == "data/pushd.sqlite3"
+    assert (tmp_path / "data").is_dir()
+    absolute = str(tmp_path / "a" / "b.sqlite3")
+    assert store_from_url("sqlite:" + absolute).path == absolute  # type: ignore[attr-defined]
+    assert store_from_url("sqlite://" + absolute).path == absolute  # type: ignore[attr-defined]
+    assert os.path.isdir(tmp_path / "a")
+
+
+def test_store_from_url_builds_a_memory_store() -> None:
+    assert isinstance(store_from_url("memory:"), MemoryStore)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://pushd:secret@db/pushd", "PostgreSQL store is not available yet"),
+        ("mysql://db/pushd", "'mysql'"),
+        ("sqlite:", "No database path"),
+        ("pushd.sqlite3", "Not a store URL"),
+        ("memory:/x", "'memory'"),
+    ],
+)
+def test_store_from_url_refuses_other_urls(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as raised:
+        store_from_url(url)
+    assert "secret" not in str(raised.value)
