@@ -30,6 +30,7 @@ from typing import Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -147,6 +148,13 @@ def _where(filters: list[Filter]) -> tuple[str, list[Any]]:
 # -- schema -----------------------------------------------------------------
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back after a failure (the first error is the one to report; closing rolls back)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
 def _migrations() -> list[tuple[int, str]]:
     """:returns: the numbered schema scripts shipped with pushd, in order."""
     found = []
@@ -191,6 +199,8 @@ class SQLiteStore:
     """
 
     kind = "sqlite"
+    log = Logger()
+    schema_version = 0
 
     def __init__(self, path: str, reactor: Any = None) -> None:
         if reactor is None:
@@ -213,8 +223,16 @@ class SQLiteStore:
             "during", "shutdown", pool.stop
         )
         opened = deferToThreadPool(self._reactor, pool, self._thd_open)
+        opened.addCallback(self._log_open)
         opened.addErrback(self._stop_pool)
         return opened
+
+    def _log_open(self, _: object) -> None:
+        self.log.info(
+            "SQLite store {path}, schema version {version}",
+            path=self.path,
+            version=self.schema_version,
+        )
 
     def close(self) -> Deferred[None]:
         if self._pool is None:
@@ -251,10 +269,7 @@ class SQLiteStore:
             result = f(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                # The first error is the one to report; closing rolls back anyway.
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return result
 
@@ -269,7 +284,7 @@ class SQLiteStore:
             migrations = _migrations()
             for number, script in migrations:
                 self._thd_migrate(conn, number, script)
-            version = _schema_version(conn)
+            version = self.schema_version = _schema_version(conn)
             latest = migrations[-1][0]
             if version > latest:
                 raise StoreError(
@@ -295,9 +310,7 @@ class SQLiteStore:
                 raise StoreError(f"Schema script {number} does not set schema_version to {number}")
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _thd_close(self, conn: sqlite3.Connection) -> None:
