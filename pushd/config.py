@@ -25,9 +25,8 @@ from pushd.protocol.replies import (
 __all__ = ["Config", "default_options", "handshake_options", "local_utc_offset_minutes"]
 
 #: TransFlag format II (spec 5): every kind of data, uploaded automatically.
-TRANS_FLAG = "TransData " + "\t".join(
-    "AttLog OpLog AttPhoto EnrollUser ChgUser EnrollFP ChgFP FPImag FACE UserPic WORKCODE BioPhoto".split()
-)
+_TRANS_DATA = "AttLog OpLog AttPhoto EnrollUser ChgUser EnrollFP ChgFP FPImag FACE UserPic WORKCODE"
+TRANS_FLAG = "TransData " + "\t".join([*_TRANS_DATA.split(), "BioPhoto"])
 
 #: What the server asks devices to push back (spec 5 PushOptions, spec 8).
 PUSH_OPTIONS = (

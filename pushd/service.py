@@ -127,7 +127,7 @@ def build_application(
     :param verifier: the PostVerifyData verifier; by default :class:`AcceptAll`.
     """
     os.makedirs(config.data_dir, exist_ok=True)
-    store = store if store is not None else store_from_url(config.store_url)
+    store = store if store is not None else store_from_url(config.store_url, reactor)
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
     registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio)
     ingestor = Ingestor(store, registry, verifier or AcceptAll(), config, reactor, reactor)

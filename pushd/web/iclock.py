@@ -17,6 +17,7 @@ from pushd.config import handshake_options
 from pushd.errors import ProtocolError
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore
+from pushd.model import Device
 from pushd.protocol.query import Params, parse_handshake, parse_info, parse_params
 from pushd.protocol.replies import format_ok, format_options, format_remote_att
 from pushd.protocol.text import codec_for
@@ -64,6 +65,11 @@ class _DeviceResource(Resource):
             return b"Method not allowed"
         return super().render(request)
 
+    async def _admitted(self, request: Request) -> Tuple[Params, Device]:
+        """The request's parameters and its device, if the device may be served."""
+        params = parse_params(request.args)
+        return params, await self._registry.admit(params.sn, _client_ip(request))
+
 
 class CData(_DeviceResource):
     """``/iclock/cdata``: the handshake and RemoteAtt (GET), every upload (POST)."""
@@ -99,8 +105,7 @@ class CData(_DeviceResource):
 
     @async_handler
     async def render_POST(self, request: Request) -> bytes:
-        params = parse_params(request.args)
-        device = await self._registry.admit(params.sn, _client_ip(request))
+        params, device = await self._admitted(request)
         return await self._ingestor.upload(device, params, _body(request))
 
 
@@ -109,8 +114,7 @@ class FData(_DeviceResource):
 
     @async_handler
     async def render_POST(self, request: Request) -> bytes:
-        params = parse_params(request.args)
-        device = await self._registry.admit(params.sn, _client_ip(request))
+        params, device = await self._admitted(request)
         if not params.table:
             params = Params({**params.items(), "table": "ATTPHOTO"})
         return await self._ingestor.upload(device, params, _body(request))
@@ -121,8 +125,7 @@ class GetRequest(_DeviceResource):
 
     @async_handler
     async def render_GET(self, request: Request) -> bytes:
-        params = parse_params(request.args)
-        device = await self._registry.admit(params.sn, _client_ip(request))
+        params, device = await self._admitted(request)
         info = parse_info(params.get("info"))
         if info is not None:
             await self._registry.record_info(device, info)
@@ -134,8 +137,7 @@ class DeviceCmd(_DeviceResource):
 
     @async_handler
     async def render_POST(self, request: Request) -> bytes:
-        params = parse_params(request.args)
-        device = await self._registry.admit(params.sn, _client_ip(request))
+        _, device = await self._admitted(request)
         return await self._ingestor.replies(device, _body(request))
 
 
@@ -144,8 +146,7 @@ class Ping(_DeviceResource):
 
     @async_handler
     async def render_GET(self, request: Request) -> bytes:
-        params = parse_params(request.args)
-        await self._registry.admit(params.sn, _client_ip(request))
+        await self._admitted(request)
         return format_ok()
 
     render_POST = render_GET
