@@ -78,6 +78,18 @@ class Options(usage.Options):
         """Pre-approved device serial number (repeatable)"""
         self["allow"].append(sn)
 
+    def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
+        """
+        Parse, and turn a usage error into a one-line message and exit status 1.
+
+        (twistd before Twisted 26 prints usage errors and exits 0, which
+        service managers and scripts would take for success.)
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            raise SystemExit(f"twistd pushd: {error}") from None
+
     def postOptions(self) -> None:
         self.config = build_config(self)
 
