@@ -1,0 +1,235 @@
+"""
+Layer 4: the real server, listening on 127.0.0.1, driven over real HTTP by
+treq and by ``pushd-sim``'s virtual devices; and ``twistd pushd`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, List, Tuple
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.web.iweb import UNKNOWN_LENGTH
+from zope.interface import implementer
+
+from pushd.config import Config, default_options
+from pushd.model import RecordQuery
+from pushd.service import PushdService, build_service
+from pushd.sim import VirtualDevice
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+async def start(tmp_path: Any, **overrides: Any) -> Tuple[PushdService, str]:
+    values = {
+        "listen": ("tcp:0:interface=127.0.0.1",),
+        "data_dir": str(tmp_path),
+        "registration": "open",
+        "options": default_options(0),
+    }
+    values.update(overrides)
+    service = build_service(Config(**values), reactor)
+    service.startService()
+    await service.ready
+    [listener] = [s for s in service if isinstance(s, StreamServerEndpointService)]
+    port = await listener._waitingForPort  # the listening port, once bound
+    return service, f"http://127.0.0.1:{port.getHost().port}"
+
+
+async def count(service: PushdService, kind: str, sn: Any = None) -> int:
+    return await service.store.count(kind, sn)  # type: ignore[no-any-return]
+
+
+@pytest_twisted.ensureDeferred
+async def test_virtual_devices_upload_everything_over_http_and_it_is_stored_once(
+    tmp_path: Any,
+) -> None:
+    service, url = await start(tmp_path)
+    try:
+        devices = [
+            VirtualDevice(treq, reactor, url, f"LOOP{n:03d}", batch=40, timeout=30)
+            for n in range(4)
+        ]
+        for device in devices:
+            await device.handshake()
+            await device.push_options()
+            device.enroll(6)
+            for _ in range(100):
+                device.punch()
+            await device.flush()
+            await device.upload_photo()  # a new punch and its photo
+            await device.upload_attlog()
+            await device.poll()
+            assert device.pending() == 0
+        assert await count(service, "attendance") == 4 * 101
+        assert await count(service, "attphotos") == 4
+        assert await count(service, "users") == 6
+        assert await count(service, "fingerprints") + await count(service, "biodata") == 9
+        device = await service.store.get_device("LOOP000")
+        assert device.firmware and device.options and device.hybrid
+    finally:
+        await service.stopService()
+
+
+@implementer(__import__("twisted.web.iweb", fromlist=["IBodyProducer"]).IBodyProducer)
+class _Chunks:
+    """A body of unknown length, so the client sends it chunked."""
+
+    length = UNKNOWN_LENGTH
+
+    def __init__(self, pieces: List[bytes]) -> None:
+        self._pieces = pieces
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        for piece in self._pieces:
+            consumer.write(piece)
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunked_request_body_is_read_whole(tmp_path: Any) -> None:
+    service, url = await start(tmp_path)
+    try:
+        lines = [b"%d\t2021-03-04 05:06:%02d\t0\t1\t0\n" % (n, n % 60) for n in range(300)]
+        response = await treq.post(
+            f"{url}/iclock/cdata?SN=CHUNK1&table=ATTLOG&Stamp=1",
+            _Chunks([b"".join(lines[i : i + 7]) for i in range(0, 300, 7)]),
+        )
+        assert (response.code, await response.content()) == (200, b"OK: 300")
+        assert await count(service, "attendance", "CHUNK1") == 300
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_keeps_data_stamps_and_last_seen(tmp_path: Any) -> None:
+    service, url = await start(tmp_path)
+    device = VirtualDevice(treq, reactor, url, "KEEP1", timeout=30)
+    await device.handshake()
+    device.punch()
+    await device.upload_attlog()
+    response = await treq.post(
+        f"{url}/iclock/cdata?SN=KEEP1&table=OPERLOG&Stamp=77", b"OPLOG 0\t0\t2021-01-01 00:00:00\t0"
+    )
+    assert await response.content() == b"OK: 1"
+    await treq.get(f"{url}/iclock/getrequest?SN=KEEP1")
+    await service.stopService()
+
+    service, url = await start(tmp_path)
+    try:
+        seen = await service.store.get_device("KEEP1")
+        assert seen.last_seen and seen.ip == "127.0.0.1"
+        response = await treq.get(f"{url}/iclock/cdata?SN=KEEP1&options=all")
+        assert b"\nOPERLOGStamp=77\n" in await response.content()
+        page = await service.store.query("attendance", RecordQuery(sn="KEEP1"))
+        assert len(page.items) == 1
+    finally:
+        await service.stopService()
+
+
+# -- twistd itself --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _twistd(*argv: str, cwd: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "pushd",
+            *argv,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any) -> None:
+    port = _free_port()
+    process = _twistd(
+        "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow", "TWISTD1", cwd=str(tmp_path)
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        reply = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                response = await treq.get(f"{url}/iclock/cdata?SN=TWISTD1&options=all", timeout=5)
+                reply = await response.content()
+                break
+            except Exception:
+                await deferLater(reactor, 0.2, lambda: None)
+        assert reply.startswith(b"GET OPTION FROM: TWISTD1\n")
+        refused = await treq.get(f"{url}/iclock/getrequest?SN=STRANGER", timeout=5)
+        assert (refused.code, await refused.content()) == (401, b"Device not authorized")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    # twistd re-raises the signal it stopped on, so that its exit status tells it
+    assert process.returncode == -signal.SIGTERM, output.decode()
+    assert b"Server Shut Down." in output
+    assert os.path.exists(tmp_path / "pushd-data" / "pushd.sqlite3")
+    assert b"Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--registration", "sometimes"], b"--registration"),
+        (["--listen", "tcp:port"], b"--listen"),
+    ],
+)
+def test_twistd_refuses_invalid_options_naming_them(
+    tmp_path: Any, argv: list, message: bytes
+) -> None:
+    process = _twistd(*argv, cwd=str(tmp_path))
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert message in output and b"Traceback" not in output
+
+
+def test_twistd_exits_when_the_store_cannot_be_opened(tmp_path: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    port = _free_port()
+    process = _twistd(
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--store",
+        f"sqlite:{blocker}/db.sqlite3",
+        cwd=str(tmp_path),
+    )
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert b"pushd: cannot start:" in output and b"Traceback" not in output
