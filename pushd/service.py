@@ -30,6 +30,7 @@ from pushd.ingest import Ingestor
 from pushd.interfaces import IStore, IVerifier, Verdict
 from pushd.registry import DeviceRegistry
 from pushd.storage import store_from_url
+from pushd.web._render import QuietSite
 from pushd.web.root import build_root
 
 __all__ = [
@@ -95,8 +96,9 @@ class PushdService(MultiService):
         await self.store.close()
 
 
-def make_site(root: object) -> Site:
-    site = Site(root)
+def make_site(root: IResource) -> Site:
+    """The HTTP site of the device tree: no tracebacks on the wire, routine polls not logged."""
+    site = QuietSite(root)
     site.displayTracebacks = False
     return site
 

@@ -193,12 +193,18 @@ async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any)
         assert reply.startswith(b"GET OPTION FROM: TWISTD1\n")
         refused = await treq.get(f"{url}/iclock/getrequest?SN=STRANGER", timeout=5)
         assert (refused.code, await refused.content()) == (401, b"Device not authorized")
+        polled = await treq.get(f"{url}/iclock/getrequest?SN=TWISTD1", timeout=5)
+        assert await polled.content() == b"OK"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     # twistd re-raises the signal it stopped on, so that its exit status tells it
     assert process.returncode == -signal.SIGTERM, output.decode()
     assert b"Server Shut Down." in output
+    # the access log keeps handshakes and refusals, not routine polls
+    assert b'"GET /iclock/cdata?SN=TWISTD1&options=all HTTP/1.1" 200' in output
+    assert b'"GET /iclock/getrequest?SN=STRANGER HTTP/1.1" 401' in output
+    assert b"getrequest?SN=TWISTD1" not in output
     assert os.path.exists(tmp_path / "pushd-data" / "pushd.sqlite3")
     assert b"Traceback" not in output
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
 from pushd.errors import StoreError
@@ -765,6 +766,38 @@ async def test_sqlite_a_failed_write_is_a_store_error_and_stores_nothing(tmp_pat
         assert device is not None and device.stamps == {}
     finally:
         await failing.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_writes_queued_together_commit_together_and_fail_alone(
+    tmp_path: Any,
+) -> None:
+    path = str(tmp_path / "pushd.sqlite3")
+    grouped = SQLiteStore(path)
+    await grouped.open()
+    try:
+        await grouped.add_device("SN1", "approved", T0)
+        with sqlite3.connect(path) as conn:  # punches of PIN 13 cannot be stored
+            conn.execute(
+                "CREATE TRIGGER fail BEFORE INSERT ON attendance WHEN NEW.pin = '13'"
+                " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+            )
+        # Issued without waiting: the thread finds them queued and commits them as a group.
+        writes = [
+            grouped.ingest("SN1", [punch(str(n)), user(str(n))], ("ATTLOG", str(n)), T1, None)
+            for n in range(10, 17)
+        ]
+        outcomes = await defer.DeferredList(writes, consumeErrors=True)
+        failed = [n for n, (ok, _) in zip(range(10, 17), outcomes) if not ok]
+        assert failed == [13]
+        assert outcomes[3][1].check(StoreError)
+        assert [r.stored for ok, r in outcomes if ok] == [2] * 6
+        assert await grouped.get_user("13") is None  # the failed write stored nothing
+        assert await grouped.count("attendance", "SN1") == 6
+        device = await grouped.get_device("SN1")
+        assert device is not None and device.stamps == {"ATTLOG": "16"}
+    finally:
+        await grouped.close()
 
 
 @pytest_twisted.ensureDeferred

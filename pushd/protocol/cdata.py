@@ -95,43 +95,66 @@ def parse_time(value: bytes) -> str:
 # -- ATTLOG ---------------------------------------------------------------
 
 
-def _attlog_fields(line: bytes) -> List[bytes]:
-    if b"\t" in line:
-        fields = line.split(b"\t")
+def _attlog_fields(line: str) -> List[str]:
+    if "\t" in line:
+        fields = line.split("\t")
     else:
         words = line.split()
         if len(words) < 3:
             return words
-        fields = [words[0], words[1] + b" " + words[2], *words[3:]]
+        fields = [words[0], words[1] + " " + words[2], *words[3:]]
     while len(fields) > 5 and not fields[-1].strip():
         fields.pop()
     return fields
 
 
+def _punch_time(value: str) -> str:
+    """:func:`parse_time` for text, with a fast path for the usual ``YYYY-MM-DD hh:mm:ss``."""
+    if (
+        len(value) == 19
+        and value[4] == "-"
+        and value[7] == "-"
+        and value[10] in " T"
+        and value[13] == ":"
+        and value[16] == ":"
+    ):
+        try:
+            datetime(
+                int(value[:4]),
+                int(value[5:7]),
+                int(value[8:10]),
+                int(value[11:13]),
+                int(value[14:16]),
+                int(value[17:]),
+            )
+        except ValueError:
+            pass
+        else:
+            if value[:4].isdigit() and value[11:13].isdigit():
+                return value[:10] + "T" + value[11:]
+    return parse_time(value.encode("utf-8"))
+
+
 def _attlog(line: bytes, codec: str) -> Record:
-    fields = _attlog_fields(line)
+    text, lossy = decode(line, codec)
+    fields = _attlog_fields(text)
     if len(fields) < 2:
         return Rejected("ATTLOG", line, "fewer than two fields")
     try:
-        when = parse_time(fields[1])
+        when = _punch_time(fields[1])
     except ValueError:
         return Rejected("ATTLOG", line, "invalid time")
-    texts: List[str] = []
-    lossy = False
-    for value in fields[:1] + fields[2:]:
-        text, bad = decode(value.strip() if len(texts) < 4 else value, codec)
-        texts.append(text)
-        lossy = lossy or bad
-    texts += [""] * (4 - len(texts))
-    if not texts[0]:
+    head = [field.strip() for field in fields[:1] + fields[2:5]]
+    head += [""] * (4 - len(head))
+    if not head[0]:
         return Rejected("ATTLOG", line, "empty PIN")
     return AttLog(
-        pin=texts[0],
+        pin=head[0],
         time=when,
-        status=texts[1],
-        verify=texts[2],
-        workcode=texts[3],
-        extra=tuple(texts[4:]),
+        status=head[1],
+        verify=head[2],
+        workcode=head[3],
+        extra=tuple(fields[5:]),
         raw=line if lossy else None,
     )
 

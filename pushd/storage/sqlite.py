@@ -22,15 +22,16 @@ import contextlib
 import json
 import re
 import sqlite3
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import fields
 from importlib import resources
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -148,6 +149,18 @@ def _where(filters: list[Filter]) -> tuple[str, list[Any]]:
 # -- schema -----------------------------------------------------------------
 
 
+_Outcome = Tuple[Deferred, bool, Any]
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """Fire the Deferred of each write of a committed (or failed) group, in the reactor thread."""
+    for done, succeeded, value in outcomes:
+        if succeeded:
+            done.callback(value)
+        else:
+            done.errback(Failure(value))
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     """Roll back after a failure (the first error is the one to report; closing rolls back)."""
     if conn.in_transaction:
@@ -210,6 +223,7 @@ class SQLiteStore:
         self.path = path
         self._reactor = reactor
         self._pool: ThreadPool | None = None
+        self._queued: deque[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = deque()
         self._shutdown_trigger: Any = None
         self._conn: sqlite3.Connection | None = None  # only touched in the pool's thread
 
@@ -262,16 +276,71 @@ class SQLiteStore:
         except sqlite3.Error as e:
             raise _store_error(e) from e
 
-    def _thd_transaction(self, conn: sqlite3.Connection, f: Callable[..., _T], *args: Any) -> _T:
-        """Call ``f(conn, *args)`` in one transaction: committed if it returns, else rolled back."""
-        conn.execute("BEGIN IMMEDIATE")
+    def _write(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """
+        Call ``f(connection, *args)`` in a transaction: its changes are
+        committed when the Deferred fires, and none are if it fails.
+
+        Writes queued while the thread is busy are committed together (group
+        commit): each in a savepoint of its own, so one failing write fails
+        alone, and all of them under one COMMIT, so a burst of uploads costs
+        one disk sync instead of one each.
+        """
+        if self._pool is None:
+            return fail(StoreError("The store is not open"))
+        done: Deferred[_T] = Deferred()
+        self._queued.append((f, args, done))
+        group = self._run(self._thd_group)
+        group.addCallbacks(_deliver, self._fail_queued)
+        return done
+
+    def _fail_queued(self, failure: Failure) -> None:
+        while self._queued:
+            try:
+                _, _, done = self._queued.popleft()
+            except IndexError:  # pragma: no cover - taken by the thread meanwhile
+                break
+            done.errback(failure)
+
+    def _thd_group(self, conn: sqlite3.Connection) -> list[_Outcome]:
+        """Run every queued write in one transaction; never raises, reports each outcome."""
+        jobs = []
+        while self._queued:
+            try:
+                jobs.append(self._queued.popleft())
+            except IndexError:  # pragma: no cover
+                break
+        if not jobs:
+            return []
         try:
-            result = f(conn, *args)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            refused = _store_error(e)
+            return [(done, False, refused) for _, _, done in jobs]
+        outcomes: list[_Outcome] = []
+        for position, (f, args, done) in enumerate(jobs):
+            try:
+                conn.execute("SAVEPOINT write")
+                value = f(conn, *args)
+                conn.execute("RELEASE write")
+            except Exception as e:
+                error: Exception = _store_error(e) if isinstance(e, sqlite3.Error) else e
+                outcomes.append((done, False, error))
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                if not conn.in_transaction:  # SQLite gave up the whole transaction
+                    outcomes += [(d, False, error) for _, _, d in jobs[position + 1 :]]
+                    return [(d, False, error) for d, _, _ in outcomes]
+            else:
+                outcomes.append((done, True, value))
+        try:
             conn.execute("COMMIT")
-        except BaseException:
+        except sqlite3.Error as e:
             _rollback(conn)
-            raise
-        return result
+            error = _store_error(e)
+            return [(d, False, error) for d, _, _ in outcomes]
+        return outcomes
 
     def _thd_open(self) -> None:
         try:
@@ -335,7 +404,7 @@ class SQLiteStore:
 
     def add_device(self, sn: str, state: str, when: str) -> Deferred[Device]:
         device = Device(sn=sn, state=state, first_seen=when, last_seen=when)
-        return self._run(self._thd_transaction, self._thd_add_device, device)
+        return self._write(self._thd_add_device, device)
 
     def _thd_add_device(self, conn: sqlite3.Connection, device: Device) -> Device:
         conn.execute(_INSERT_DEVICE, _device_row(device))
@@ -344,7 +413,7 @@ class SQLiteStore:
         return stored
 
     def update_device(self, sn: str, update: DeviceUpdate) -> Deferred[Device | None]:
-        return self._run(self._thd_transaction, self._thd_update_device, sn, update)
+        return self._write(self._thd_update_device, sn, update)
 
     def _thd_update_device(
         self, conn: sqlite3.Connection, sn: str, update: DeviceUpdate
@@ -357,7 +426,7 @@ class SQLiteStore:
         return device
 
     def record_seen(self, seen: Sequence[tuple[str, str, str]]) -> Deferred[None]:
-        return self._run(self._thd_transaction, self._thd_record_seen, list(seen))
+        return self._write(self._thd_record_seen, list(seen))
 
     def _thd_record_seen(self, conn: sqlite3.Connection, seen: list[tuple[str, str, str]]) -> None:
         conn.executemany(
@@ -367,7 +436,7 @@ class SQLiteStore:
 
     def reset_stamps(self, sn: str) -> Deferred[None]:
         zeros = {table: "0" for table in STAMP_TABLES}
-        return self._run(self._thd_transaction, self._thd_set_stamps, sn, lambda stamps: zeros)
+        return self._write(self._thd_set_stamps, sn, lambda stamps: zeros)
 
     def _thd_set_stamps(
         self,
@@ -396,7 +465,7 @@ class SQLiteStore:
         cmd_id: str | None,
     ) -> Deferred[IngestResult]:
         context = {"sn": sn, "received": received, "updated": received, "cmd_id": cmd_id}
-        return self._run(self._thd_transaction, self._thd_ingest, records, stamp, context)
+        return self._write(self._thd_ingest, records, stamp, context)
 
     def _thd_ingest(
         self,
@@ -440,13 +509,13 @@ class SQLiteStore:
         self, sn: str, replies: Sequence[CommandReply], received: str
     ) -> Deferred[int]:
         rows = TABLES["replies"].rows(replies, {"sn": sn, "received": received})
-        return self._run(self._thd_transaction, self._thd_insert, "replies", rows)
+        return self._write(self._thd_insert, "replies", rows)
 
     def record_verification(
         self, sn: str, data: bytes, verdict: str, received: str
     ) -> Deferred[None]:
         rows = verification_rows(sn, data, verdict, received)
-        d = self._run(self._thd_transaction, self._thd_insert, "verifications", rows)
+        d = self._write(self._thd_insert, "verifications", rows)
         return d.addCallback(lambda _: None)
 
     def _thd_insert(self, conn: sqlite3.Connection, kind: str, rows: list[Row]) -> int:

@@ -17,11 +17,12 @@ from typing import Any, Awaitable, Callable, TypeVar
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web import http
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pushd.errors import PushdError
 
-__all__ = ["TEXT_PLAIN", "async_handler", "write_reply"]
+__all__ = ["TEXT_PLAIN", "QuietSite", "async_handler", "quiet", "write_reply"]
 
 TEXT_PLAIN = b"text/plain"
 
@@ -29,6 +30,26 @@ _log = Logger(namespace="pushd.web")
 
 R = TypeVar("R")
 Handler = Callable[[R, Request], Awaitable[bytes]]
+
+
+def quiet(request: Request) -> None:
+    """Leave this request out of the access log, if it succeeds (routine polls)."""
+    request.pushd_quiet = True  # type: ignore[attr-defined]
+
+
+class QuietSite(Site):
+    """
+    A Site whose access log leaves out successful routine polls.
+
+    Every terminal polls every few seconds; logging each ``OK`` would drown
+    the log and cost a third of the server's time.  Everything else is
+    logged: handshakes, uploads, command replies, and every refusal.
+    """
+
+    def log(self, request: http.Request) -> None:
+        if getattr(request, "pushd_quiet", False) and request.code == 200:
+            return
+        super().log(request)
 
 
 def write_reply(

@@ -22,7 +22,7 @@ from pushd.protocol.query import Params, parse_handshake, parse_info, parse_para
 from pushd.protocol.replies import format_ok, format_options, format_remote_att
 from pushd.protocol.text import codec_for
 from pushd.registry import DeviceRegistry
-from pushd.web._render import async_handler
+from pushd.web._render import async_handler, quiet
 
 __all__ = ["CData", "DeviceCmd", "FData", "GetRequest", "Ping"]
 
@@ -129,6 +129,7 @@ class GetRequest(_DeviceResource):
         info = parse_info(params.get("info"))
         if info is not None:
             await self._registry.record_info(device, info)
+        quiet(request)
         return format_ok()
 
 
@@ -147,6 +148,7 @@ class Ping(_DeviceResource):
     @async_handler
     async def render_GET(self, request: Request) -> bytes:
         await self._admitted(request)
+        quiet(request)
         return format_ok()
 
     render_POST = render_GET

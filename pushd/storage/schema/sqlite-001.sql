@@ -45,8 +45,6 @@ CREATE TABLE attendance (
     cmd_id TEXT
 );
 CREATE UNIQUE INDEX attendance_key ON attendance (sn, pin, time, status, verify, workcode);
-CREATE INDEX attendance_sn ON attendance (sn);
-CREATE INDEX attendance_pin ON attendance (pin);
 CREATE INDEX attendance_time ON attendance (time);
 
 CREATE TABLE operations (
