@@ -9,17 +9,17 @@ callers never branch on the backend.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:  # pragma: no cover
     from twisted.internet.defer import Deferred
 
-    from pushd.model import Device, DeviceUpdate, IngestResult, Page, RecordQuery
+    from pushd.model import Command, Device, DeviceUpdate, IngestResult, Page, RecordQuery
     from pushd.protocol.records import CommandReply, FingerTemplate, Record, UserInfo
 
-__all__ = ["IStore", "IVerifier", "Verdict"]
+__all__ = ["ICryptoTransport", "ICryptoTransportFactory", "IStore", "IVerifier", "Verdict"]
 
 
 class IStore(Interface):
@@ -99,6 +99,85 @@ class IStore(Interface):
     def record_verification(sn: str, data: bytes, verdict: str, received: str) -> Deferred[None]:
         """Store one PostVerifyData request (spec 12.8.3) and the answer given."""
 
+    # -- commands (spec 12, 13) -------------------------------------------
+
+    def add_command(command: Command) -> Deferred[Command]:
+        """
+        Queue a command (its ``status`` is ``pending``).
+
+        :raises ValueError: the id is already used.
+        """
+
+    def get_command(cmd_id: str) -> Deferred[Optional[Command]]:
+        """:returns: Deferred firing with the command, or ``None`` if unknown."""
+
+    def claim_commands(
+        sn: str,
+        now: str,
+        budget: int,
+        limit: int,
+        resend_before: str,
+        max_attempts: int,
+    ) -> Deferred[list[Command]]:
+        """
+        Take the commands to deliver to ``sn`` on this poll, oldest first, and
+        mark them ``sent`` (``sent = now``, ``attempts`` + 1) in one transaction.
+
+        Candidates are ``pending`` commands and ``sent`` ones whose last
+        delivery is older than ``resend_before`` and that were delivered fewer
+        than ``max_attempts`` times.  At most ``limit`` commands are taken, and
+        no more than fit in ``budget`` bytes of ``C:<id>:<command>`` lines
+        joined by LF (UTF-8), except that the first is always taken.
+
+        :returns: Deferred firing with the claimed commands, as updated.
+        """
+
+    def complete_command(
+        sn: str,
+        cmd_id: str,
+        status: str,
+        return_code: str,
+        reply: dict[str, Any],
+        when: str,
+    ) -> Deferred[Optional[Command]]:
+        """
+        Record the device's result of a command: ``status`` (``succeeded`` or
+        ``failed``), its ``Return`` code, the parsed reply.  A command that is
+        already completed is left as it is (a device may send a result twice).
+
+        :returns: Deferred firing with the command, or ``None`` when ``sn``
+            has no command with that id (a foreign or unknown reply).
+        """
+
+    def expire_commands(
+        now: str, sent_before: str, max_attempts: int, created_before: str
+    ) -> Deferred[list[Command]]:
+        """
+        Mark as ``expired`` the ``sent`` commands delivered ``max_attempts``
+        times, the last time before ``sent_before``, and the ``pending`` ones
+        created before ``created_before``.
+
+        :returns: Deferred firing with the commands expired now.
+        """
+
+    # -- server-side users -------------------------------------------------
+
+    def save_user(user: UserInfo, templates: Sequence[Record], when: str) -> Deferred[None]:
+        """
+        Create or replace a user given by the operator, with the templates
+        (finger, face, vein, unified, user photo, comparison photo) given;
+        the user's other stored templates are removed.
+        """
+
+    def delete_user(pin: str) -> Deferred[bool]:
+        """Remove a user, its templates and photos.  :returns: whether it existed."""
+
+    def user_templates(pin: str) -> Deferred[list[Record]]:
+        """:returns: every stored template and photo record of the user (all kinds)."""
+
+    def user_devices(pin: str) -> Deferred[list[str]]:
+        """:returns: the serial numbers of the devices that sent this user, sorted."""
+
     # -- reads -----------------------------------------------------------
 
     def get_user(pin: str) -> Deferred[Optional[UserInfo]]:
@@ -144,3 +223,144 @@ class IVerifier(Interface):
 
     def verify(sn: str, data: bytes) -> Deferred[Verdict]:
         """:returns: Deferred firing with the :class:`Verdict` for this request."""
+
+
+# -- crypto transports (spec 6, 7, Appendix 8; docs/crypto.md) ---------------
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pushd.crypto import Unwrapped
+
+
+class ICryptoTransport(Interface):
+    """
+    How the traffic of one device is protected: ``"plain"`` or ``"zkx1"``,
+    chosen per device by name (see :class:`ICryptoTransportFactory`).
+
+    A transport holds no per-device state.  The device's state (pinned
+    device key, session keys, sequence numbers, replay cache, failure count,
+    last activity) is an opaque, versioned ``bytes`` blob: every method takes
+    the stored blob (``None`` or ``b""`` when there is none yet) and returns
+    the blob to store in its place, so a restarted server or another node
+    continues the session.  The blob holds secret keys: keep it out of logs
+    and APIs.  Calls for one device must be serialised (read, call, store).
+
+    Every method is pure and synchronous (no I/O; RSA makes ``exchange``
+    take a few milliseconds).  Errors are :class:`pushd.crypto.CryptoError`
+    subclasses: send ``err.status`` and ``str(err)`` to the device, log
+    ``err.detail``, and store ``err.state`` when it is not ``None`` (a
+    failure was counted, or the session dropped or expired).
+    """
+
+    name: str = Attribute("The transport's name: 'plain', 'zkx1'...")
+    encrypted_tables: frozenset[str] = Attribute(
+        "Upper-case cdata table names whose bodies are encrypted (pass them to unwrap)."
+    )
+
+    def options() -> Sequence[Tuple[str, str]]:
+        """
+        :returns: the pairs this transport puts in the ``GET OPTION FROM:``
+            block: ``Encrypt=0`` for plain; ``Encrypt=1``,
+            ``EncryptFlag=1000000000``, ``EncryptProfile=ZKX1`` for ZKX1.
+        """
+
+    def restart(state: Optional[bytes]) -> bytes:
+        """
+        The device sent ``GET /iclock/cdata?options=all``: discard its session,
+        keep its pinned key.
+
+        :returns: the state to store.
+        :raises StateError: ``state`` cannot be read.
+        """
+
+    def exchange(
+        sn: str, kind: str, body: bytes, state: Optional[bytes], now: float
+    ) -> Tuple[bytes, bytes]:
+        """
+        Serve ``POST /iclock/exchange?SN=<sn>&type=<kind>``.
+
+        :param kind: the ``type`` query value, ``publickey`` or ``factors``
+            (any case).
+        :param body: the raw request body (``PublicKey=...`` or
+            ``Factors=...``), never form-decoded.
+        :param now: the time in seconds (``IReactorTime.seconds()``).
+        :returns: ``(reply body, state)``; send the reply with status 200 and
+            ``Content-Type: application/push;charset=UTF-8``.
+        :raises ExchangeNotSupported: 404, the transport does not encrypt;
+            ``detail`` describes the request (a vendor key blob?) for the
+            WARNING and the device alert.
+        :raises ExchangeFailed: 400, one generic body for every malformed
+            body, unacceptable key (:class:`~pushd.crypto.BadDeviceKey`) or
+            failed decryption.
+        :raises ExchangeOutOfOrder: 409, ``factors`` before ``publickey``.
+        :raises KeyMismatch: 403, the key differs from the one pinned for
+            ``sn``; raise an alert.
+        :raises StateError: 500, ``state`` cannot be read.
+        """
+
+    def unwrap(sn: str, body: bytes, state: Optional[bytes], now: float) -> Unwrapped:
+        """
+        Open the body of an upload to a table in :attr:`encrypted_tables`.
+
+        :returns: a :class:`pushd.crypto.Unwrapped`: either ``plaintext`` to
+            process, then call :meth:`remember` with its ``seq``, ``tag`` and
+            the reply; or ``cached_reply`` (an exact replay) to send again
+            without processing anything.  Store its ``state`` (plain: the
+            body itself, unchanged state).
+        :raises BadEnvelope: 400, not an envelope.
+        :raises NoSession: 401, no live session; the client redoes the handshake.
+        :raises Replay: 409, an old sequence number that is not an exact replay.
+        :raises BadTag: 400, the authentication tag does not verify.
+        :raises BadCrc: 400, wrong plaintext length or CRC32.
+        :raises StateError: 500, ``state`` cannot be read.
+        """
+
+    def remember(state: Optional[bytes], seq: int, tag: bytes, reply: bytes) -> bytes:
+        """
+        Message ``(seq, tag)`` from :meth:`unwrap` was processed and answered
+        with ``reply`` (the exact body sent).  Call it once the reply is
+        final, not after a transient failure (a 503 lets the device send the
+        same message again).  The message is then never processed again and
+        its exact replay gets ``reply``.
+
+        :returns: the state to store.
+        :raises NoSession: 401, the session is gone meanwhile (send the reply anyway).
+        :raises StateError: 500, ``state`` cannot be read.
+        """
+
+    def wrap(sn: str, plaintext: bytes, state: Optional[bytes], now: float) -> Tuple[bytes, bytes]:
+        """
+        Protect a reply body for the device (reserved: replies stay
+        plaintext in ZKX1 v1; plain returns ``plaintext`` itself).
+
+        :returns: ``(body, state)``.
+        :raises NoSession: 401, no live session.
+        :raises StateError: 500, ``state`` cannot be read.
+        """
+
+    def describe(state: Optional[bytes]) -> dict[str, Any]:
+        """
+        :returns: JSON-ready facts for operators (profile, phase, pinned key
+            fingerprint, sequence numbers, failures); never a secret.
+        :raises StateError: ``state`` cannot be read.
+        """
+
+
+class ICryptoTransportFactory(Interface):
+    """
+    A crypto transport plugin, found with ``twisted.plugin.getPlugins`` in
+    the ``pushd.plugins`` namespace package (see :mod:`pushd.crypto.registry`).
+    A third party adds one by shipping ``pushd/plugins/<name>.py`` (no
+    ``__init__.py``) with a module-level object that provides
+    ``twisted.plugin.IPlugin`` and this interface.
+    """
+
+    name: str = Attribute("The name devices are configured with: 'plain', 'zkx1'...")
+    description: str = Attribute("One line for operators.")
+
+    def build(data_dir: str) -> ICryptoTransport:
+        """
+        Make the transport; keys it needs live in ``data_dir``.  May block
+        (key generation): call it at start-up.
+
+        :raises KeyStoreError: its keys cannot be created or read.
+        """

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 __all__ = [
+    "COMMAND_STATES",
     "DEVICE_STATES",
     "RECORD_KINDS",
     "STAMP_TABLES",
+    "Command",
     "Device",
     "DeviceUpdate",
     "IngestResult",
@@ -23,6 +25,10 @@ __all__ = [
 ]
 
 DEVICE_STATES = ("pending", "approved", "blocked")
+
+#: The life of a queued command: ``pending`` -> ``sent`` -> ``succeeded`` /
+#: ``failed`` (by the device's ``Return`` code) or ``expired`` (no reply).
+COMMAND_STATES = ("pending", "sent", "succeeded", "failed", "expired")
 
 #: The tables whose upload stamps the options reply carries (spec 5).
 STAMP_TABLES = ("ATTLOG", "OPERLOG", "ATTPHOTO", "BIODATA", "IDCARD", "ERRORLOG")
@@ -46,6 +52,7 @@ RECORD_KINDS = (
     "rejected",
     "replies",
     "verifications",
+    "commands",
 )
 
 
@@ -97,6 +104,33 @@ class DeviceUpdate:
 
 
 @dataclass(frozen=True)
+class Command:
+    """
+    A command queued for one device (spec 12).
+
+    ``command`` is the text sent after ``C:<id>:``; ``kind`` the typed builder
+    that made it (``"raw"`` for text given as is); ``family`` what
+    ``--allow-commands`` calls it (``standard``, ``shell``, ``files``,
+    ``upgrade``).  ``sent`` is the time of the latest delivery, ``attempts``
+    how many deliveries there were.  ``reply`` is the parsed result
+    (JSON-ready), ``return_code`` the device's ``Return`` value.
+    """
+
+    id: str
+    sn: str
+    command: str
+    kind: str = "raw"
+    family: str = "standard"
+    status: str = "pending"
+    created: str = ""
+    sent: str = ""
+    completed: str = ""
+    attempts: int = 0
+    return_code: Optional[str] = None
+    reply: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class IngestResult:
     """What one :meth:`~pushd.interfaces.IStore.ingest` call committed.
 
@@ -129,6 +163,7 @@ class RecordQuery:
     since: Optional[str] = None
     until: Optional[str] = None
     cmd_id: Optional[str] = None
+    status: Optional[str] = None
     cursor: Optional[str] = None
     limit: int = 100
 

@@ -18,8 +18,24 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from pushd.interfaces import IStore
-from pushd.model import STAMP_TABLES, Device, DeviceUpdate, IngestResult, Page, RecordQuery
+from pushd.model import (
+    STAMP_TABLES,
+    Command,
+    Device,
+    DeviceUpdate,
+    IngestResult,
+    Page,
+    RecordQuery,
+)
 from pushd.protocol.records import CommandReply, FingerTemplate, Record, UserInfo
+from pushd.storage._commands import (
+    TEMPLATE_KINDS,
+    claimable,
+    command_item,
+    expires,
+    fit_budget,
+    matches,
+)
 from pushd.storage._tables import (
     TABLES,
     Filter,
@@ -68,6 +84,15 @@ class _Rows:
         self.rows[self._last_id] = row
         return "stored"
 
+    def remove(self, keep: Callable[[Row], bool]) -> int:
+        """Drop the rows ``keep`` refuses.  :returns: how many were dropped."""
+        gone = [row_id for row_id, row in self.rows.items() if not keep(row)]
+        for row_id in gone:
+            row = self.rows.pop(row_id)
+            if self.table.key:
+                self.keys.pop(self.table.key_of(row), None)
+        return len(gone)
+
 
 def _copy(device: Device) -> Device:
     """:returns: ``device`` with copies of its dicts, so callers cannot change the store."""
@@ -81,6 +106,15 @@ def _copy(device: Device) -> Device:
     )
 
 
+def _other_pin(table: Table, pin: str) -> Callable[[Row], bool]:
+    """A test for rows of ``table`` that do not belong to user ``pin``."""
+
+    def keep(row: Row) -> bool:
+        return bool(table.key_of(row)[0] != pin)
+
+    return keep
+
+
 @implementer(IStore)
 class MemoryStore:
     """An in-memory store; see :class:`pushd.interfaces.IStore`."""
@@ -91,6 +125,7 @@ class MemoryStore:
         self._devices: dict[str, Device] = {}
         self._tables = {kind: _Rows(table) for kind, table in TABLES.items()}
         self._device_users: dict[str, set[str]] = {}
+        self._commands: dict[str, tuple[int, Command]] = {}
 
     def open(self) -> Deferred[None]:
         return succeed(None)
@@ -179,6 +214,124 @@ class MemoryStore:
         self._tables["verifications"].add(row)
         return succeed(None)
 
+    # -- commands ----------------------------------------------------------
+
+    def add_command(self, command: Command) -> Deferred[Command]:
+        if command.id in self._commands:
+            return fail(ValueError(f"command id {command.id!r} is already used"))
+        self._commands[command.id] = (len(self._commands) + 1, command)
+        return succeed(command)
+
+    def get_command(self, cmd_id: str) -> Deferred[Command | None]:
+        found = self._commands.get(cmd_id)
+        return succeed(None if found is None else found[1])
+
+    def _set_command(self, command: Command) -> Command:
+        seq, _ = self._commands[command.id]
+        self._commands[command.id] = (seq, command)
+        return command
+
+    def claim_commands(
+        self, sn: str, now: str, budget: int, limit: int, resend_before: str, max_attempts: int
+    ) -> Deferred[list[Command]]:
+        candidates = (
+            command
+            for _, command in self._commands.values()
+            if command.sn == sn and claimable(command, resend_before, max_attempts)
+        )
+        claimed = [
+            self._set_command(replace(c, status="sent", sent=now, attempts=c.attempts + 1))
+            for c in fit_budget(candidates, budget, limit)
+        ]
+        return succeed(claimed)
+
+    def complete_command(
+        self,
+        sn: str,
+        cmd_id: str,
+        status: str,
+        return_code: str,
+        reply: dict[str, Any],
+        when: str,
+    ) -> Deferred[Command | None]:
+        found = self._commands.get(cmd_id)
+        if found is None or found[1].sn != sn:
+            return succeed(None)
+        command = found[1]
+        if command.status in ("pending", "sent"):
+            command = self._set_command(
+                replace(
+                    command,
+                    status=status,
+                    return_code=return_code,
+                    reply=dict(reply),
+                    completed=when,
+                )
+            )
+        return succeed(command)
+
+    def expire_commands(
+        self, now: str, sent_before: str, max_attempts: int, created_before: str
+    ) -> Deferred[list[Command]]:
+        expired = [
+            self._set_command(replace(command, status="expired", completed=now))
+            for _, command in list(self._commands.values())
+            if expires(command, sent_before, max_attempts, created_before)
+        ]
+        return succeed(expired)
+
+    def _query_commands(self, query: RecordQuery) -> Page:
+        after = int(query.cursor) if query.cursor is not None else 0
+        limit = clamp_limit(query.limit)
+        found = [
+            (seq, command)
+            for seq, command in self._commands.values()
+            if seq > after and matches(command, query)
+        ]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page([command_item(c) for _, c in page], str(page[-1][0]) if more else None)
+
+    # -- server-side users ---------------------------------------------------
+
+    def save_user(self, user: UserInfo, templates: Sequence[Record], when: str) -> Deferred[None]:
+        context = {"sn": "", "received": when, "updated": when, "cmd_id": None}
+        try:
+            groups = group_by_table([user, *templates], context)
+        except (TypeError, ValueError):
+            return fail()
+        self._drop_templates(user.pin)
+        for table, rows in groups:
+            for row in rows:
+                self._tables[table.kind].add(row)
+        return succeed(None)
+
+    def _drop_templates(self, pin: str) -> int:
+        dropped = 0
+        for kind in TEMPLATE_KINDS:
+            rows = self._tables[kind]
+            dropped += rows.remove(_other_pin(rows.table, pin))
+        return dropped
+
+    def delete_user(self, pin: str) -> Deferred[bool]:
+        existed = self._tables["users"].remove(_other_pin(TABLES["users"], pin)) > 0
+        self._device_users.pop(pin, None)
+        return succeed(self._drop_templates(pin) > 0 or existed)
+
+    def user_templates(self, pin: str) -> Deferred[list[Record]]:
+        found: list[Record] = []
+        for kind in TEMPLATE_KINDS:
+            rows = self._tables[kind]
+            found += [
+                rows.table.to_record(row)
+                for row in rows.rows.values()
+                if rows.table.key_of(row)[0] == pin
+            ]
+        return succeed(found)
+
+    def user_devices(self, pin: str) -> Deferred[list[str]]:
+        return succeed(sorted(self._device_users.get(pin, ())))
+
     # -- reads -----------------------------------------------------------
 
     def get_user(self, pin: str) -> Deferred[UserInfo | None]:
@@ -196,6 +349,11 @@ class MemoryStore:
         return succeed(sorted(found, key=lambda template: fid_order(template.fid)))
 
     def query(self, kind: str, query: RecordQuery) -> Deferred[Page]:
+        if kind == "commands":
+            try:
+                return succeed(self._query_commands(query))
+            except ValueError:
+                return fail()
         try:
             table = table_for_kind(kind)
             matches = self._matching(table, table.filters(query))
@@ -210,6 +368,8 @@ class MemoryStore:
         return succeed(Page(self._items(table, items), None))
 
     def count(self, kind: str, sn: str | None) -> Deferred[int]:
+        if kind == "commands":
+            return succeed(sum(1 for _, c in self._commands.values() if sn in (None, c.sn)))
         try:
             table = table_for_kind(kind)
             matches = self._matching(table, table.filters(RecordQuery(sn=sn)))

@@ -24,7 +24,7 @@ import re
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from importlib import resources
 from typing import Any, Callable, Tuple, TypeVar
 
@@ -37,8 +37,22 @@ from zope.interface import implementer
 
 from pushd.errors import StoreError
 from pushd.interfaces import IStore
-from pushd.model import STAMP_TABLES, Device, DeviceUpdate, IngestResult, Page, RecordQuery
+from pushd.model import (
+    STAMP_TABLES,
+    Command,
+    Device,
+    DeviceUpdate,
+    IngestResult,
+    Page,
+    RecordQuery,
+)
 from pushd.protocol.records import CommandReply, FingerTemplate, Record, UserInfo
+from pushd.storage._commands import (
+    TEMPLATE_KINDS,
+    command_item,
+    fit_budget,
+    matches,
+)
 from pushd.storage._tables import (
     TABLES,
     Filter,
@@ -56,6 +70,12 @@ from pushd.storage._tables import (
 __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
 _SCRIPT_NAME = re.compile(r"sqlite-(\d+)\.sql")
 
 
@@ -103,6 +123,29 @@ def _device_from_row(row: Row) -> Device:
     for name in _DEVICE_DICTS:
         values[name] = json.loads(values[name])
     return Device(**values)
+
+
+# -- commands ---------------------------------------------------------------
+
+_COMMAND_COLUMNS = tuple(f.name for f in fields(Command))
+_COMMAND_INSERT = (
+    f"INSERT INTO commands ({_columns(_COMMAND_COLUMNS)})"
+    f" VALUES ({_placeholders(len(_COMMAND_COLUMNS))})"
+)
+_COMMAND_SELECT = f"SELECT seq, {_columns(_COMMAND_COLUMNS)} FROM commands"
+
+
+def _command_row(command: Command) -> Row:
+    return tuple(
+        _dumps(dict(command.reply)) if name == "reply" else getattr(command, name)
+        for name in _COMMAND_COLUMNS
+    )
+
+
+def _command_from_row(row: Row) -> Command:
+    values = dict(zip(_COMMAND_COLUMNS, row))
+    values["reply"] = json.loads(values["reply"])
+    return Command(**values)
 
 
 # -- record tables ----------------------------------------------------------
@@ -522,6 +565,195 @@ class SQLiteStore:
         conn.executemany(_SQL[kind].insert, rows)
         return len(rows)
 
+    # -- commands ----------------------------------------------------------
+
+    def add_command(self, command: Command) -> Deferred[Command]:
+        return self._write(self._thd_add_command, command)
+
+    def _thd_add_command(self, conn: sqlite3.Connection, command: Command) -> Command:
+        try:
+            conn.execute(_COMMAND_INSERT, _command_row(command))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"command id {command.id!r} is already used") from None
+        return command
+
+    def get_command(self, cmd_id: str) -> Deferred[Command | None]:
+        return self._run(self._thd_get_command, cmd_id)
+
+    def _thd_get_command(self, conn: sqlite3.Connection, cmd_id: str) -> Command | None:
+        row = _first(conn, _COMMAND_SELECT + " WHERE id = ?", (cmd_id,))
+        return None if row is None else _command_from_row(row[1:])
+
+    def claim_commands(
+        self, sn: str, now: str, budget: int, limit: int, resend_before: str, max_attempts: int
+    ) -> Deferred[list[Command]]:
+        return self._write(
+            self._thd_claim_commands, sn, now, budget, limit, resend_before, max_attempts
+        )
+
+    def _thd_claim_commands(
+        self,
+        conn: sqlite3.Connection,
+        sn: str,
+        now: str,
+        budget: int,
+        limit: int,
+        resend_before: str,
+        max_attempts: int,
+    ) -> list[Command]:
+        rows = conn.execute(
+            _COMMAND_SELECT + " WHERE sn = ? AND (status = 'pending'"
+            " OR (status = 'sent' AND sent < ? AND attempts < ?)) ORDER BY seq LIMIT ?",
+            (sn, resend_before, max_attempts, limit),
+        ).fetchall()
+        candidates = [_command_from_row(row[1:]) for row in rows]
+        claimed = [
+            replace(c, status="sent", sent=now, attempts=c.attempts + 1)
+            for c in fit_budget(candidates, budget, limit)
+        ]
+        conn.executemany(
+            "UPDATE commands SET status = ?, sent = ?, attempts = ? WHERE id = ?",
+            [(c.status, c.sent, c.attempts, c.id) for c in claimed],
+        )
+        return claimed
+
+    def complete_command(
+        self,
+        sn: str,
+        cmd_id: str,
+        status: str,
+        return_code: str,
+        reply: dict[str, Any],
+        when: str,
+    ) -> Deferred[Command | None]:
+        return self._write(self._thd_complete_command, sn, cmd_id, status, return_code, reply, when)
+
+    def _thd_complete_command(
+        self,
+        conn: sqlite3.Connection,
+        sn: str,
+        cmd_id: str,
+        status: str,
+        return_code: str,
+        reply: dict[str, Any],
+        when: str,
+    ) -> Command | None:
+        command = self._thd_get_command(conn, cmd_id)
+        if command is None or command.sn != sn:
+            return None
+        if command.status in ("pending", "sent"):
+            command = replace(
+                command, status=status, return_code=return_code, reply=reply, completed=when
+            )
+            conn.execute(
+                "UPDATE commands SET status = ?, return_code = ?, reply = ?, completed = ?"
+                " WHERE id = ?",
+                (status, return_code, _dumps(reply), when, cmd_id),
+            )
+        return command
+
+    def expire_commands(
+        self, now: str, sent_before: str, max_attempts: int, created_before: str
+    ) -> Deferred[list[Command]]:
+        return self._write(
+            self._thd_expire_commands, now, sent_before, max_attempts, created_before
+        )
+
+    def _thd_expire_commands(
+        self,
+        conn: sqlite3.Connection,
+        now: str,
+        sent_before: str,
+        max_attempts: int,
+        created_before: str,
+    ) -> list[Command]:
+        rows = conn.execute(
+            _COMMAND_SELECT + " WHERE (status = 'sent' AND attempts >= ? AND sent < ?)"
+            " OR (status = 'pending' AND created < ?) ORDER BY seq",
+            (max_attempts, sent_before, created_before),
+        ).fetchall()
+        expired = [
+            replace(_command_from_row(row[1:]), status="expired", completed=now) for row in rows
+        ]
+        conn.executemany(
+            "UPDATE commands SET status = 'expired', completed = ? WHERE id = ?",
+            [(now, c.id) for c in expired],
+        )
+        return expired
+
+    def _thd_query_commands(self, conn: sqlite3.Connection, query: RecordQuery) -> Page:
+        limit = clamp_limit(query.limit)
+        conditions: list[tuple[str, str, Any]] = [
+            ("seq", ">", int(query.cursor) if query.cursor is not None else 0)
+        ]
+        for column, op, value in (
+            ("sn", "=", query.sn),
+            ("status", "=", query.status),
+            ("created", ">=", query.since),
+            ("created", "<=", query.until),
+        ):
+            if value is not None:
+                conditions.append((column, op, value))
+        sql = _COMMAND_SELECT + " WHERE " + " AND ".join(f"{c} {op} ?" for c, op, _ in conditions)
+        rows = conn.execute(
+            sql + " ORDER BY seq LIMIT ?", [*(v for _, _, v in conditions), limit + 1]
+        ).fetchall()
+        found = [(row[0], _command_from_row(row[1:])) for row in rows]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page([command_item(c) for _, c in page], str(page[-1][0]) if more else None)
+
+    # -- server-side users ---------------------------------------------------
+
+    def save_user(self, user: UserInfo, templates: Sequence[Record], when: str) -> Deferred[None]:
+        context = {"sn": "", "received": when, "updated": when, "cmd_id": None}
+        try:
+            groups = group_by_table([user, *templates], context)
+        except (TypeError, ValueError):
+            return fail()
+        return self._write(self._thd_save_user, user.pin, groups)
+
+    def _thd_save_user(
+        self, conn: sqlite3.Connection, pin: str, groups: list[tuple[Table, list[Row]]]
+    ) -> None:
+        self._thd_drop_templates(conn, pin)
+        for table, rows in groups:
+            sql = _SQL[table.kind]
+            for row in rows:
+                if not conn.execute(sql.update, row + table.key_of(row)).rowcount:
+                    conn.execute(sql.insert, row)
+
+    def _thd_drop_templates(self, conn: sqlite3.Connection, pin: str) -> int:
+        return sum(
+            conn.execute(f"DELETE FROM {_q(kind)} WHERE pin = ?", (pin,)).rowcount
+            for kind in TEMPLATE_KINDS
+        )
+
+    def delete_user(self, pin: str) -> Deferred[bool]:
+        return self._write(self._thd_delete_user, pin)
+
+    def _thd_delete_user(self, conn: sqlite3.Connection, pin: str) -> bool:
+        existed = conn.execute("DELETE FROM users WHERE pin = ?", (pin,)).rowcount > 0
+        conn.execute("DELETE FROM device_users WHERE pin = ?", (pin,))
+        return self._thd_drop_templates(conn, pin) > 0 or existed
+
+    def user_templates(self, pin: str) -> Deferred[list[Record]]:
+        return self._run(self._thd_user_templates, pin)
+
+    def _thd_user_templates(self, conn: sqlite3.Connection, pin: str) -> list[Record]:
+        found: list[Record] = []
+        for kind in TEMPLATE_KINDS:
+            rows = conn.execute(_SQL[kind].select + " WHERE pin = ? ORDER BY id", (pin,))
+            found += [TABLES[kind].to_record(row[1:]) for row in rows.fetchall()]
+        return found
+
+    def user_devices(self, pin: str) -> Deferred[list[str]]:
+        return self._run(self._thd_user_devices, pin)
+
+    def _thd_user_devices(self, conn: sqlite3.Connection, pin: str) -> list[str]:
+        rows = conn.execute("SELECT sn FROM device_users WHERE pin = ? ORDER BY sn", (pin,))
+        return [sn for (sn,) in rows.fetchall()]
+
     # -- reads -----------------------------------------------------------
 
     def get_user(self, pin: str) -> Deferred[UserInfo | None]:
@@ -540,6 +772,12 @@ class SQLiteStore:
         return sorted(found, key=lambda template: fid_order(template.fid))
 
     def query(self, kind: str, query: RecordQuery) -> Deferred[Page]:
+        if kind == "commands":
+            try:
+                matches(Command("", "", ""), query)  # refuses unknown filters at once
+            except ValueError:
+                return fail()
+            return self._run(self._thd_query_commands, query)
         try:
             table = table_for_kind(kind)
             where, params = _where(table.filters(query))
@@ -563,6 +801,9 @@ class SQLiteStore:
         return Page(items, str(items[-1]["id"]) if len(rows) > limit else None)
 
     def count(self, kind: str, sn: str | None) -> Deferred[int]:
+        if kind == "commands":
+            where, params = (" WHERE sn = ?", [sn]) if sn is not None else ("", [])
+            return self._run(self._thd_count, "SELECT count(*) FROM commands" + where, params)
         try:
             table = table_for_kind(kind)
             where, params = _where(table.filters(RecordQuery(sn=sn)))

@@ -295,4 +295,23 @@ CREATE TABLE verifications (
 );
 CREATE INDEX verifications_sn ON verifications (sn);
 
+-- The command queue (spec 12): seq orders delivery (FIFO per device).
+CREATE TABLE commands (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    sn TEXT NOT NULL,
+    command TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    family TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    sent TEXT NOT NULL,
+    completed TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    return_code TEXT,
+    reply TEXT NOT NULL
+);
+CREATE INDEX commands_sn_status ON commands (sn, status, seq);
+CREATE INDEX commands_status ON commands (status, seq);
+
 INSERT INTO schema_version (version) VALUES (1);
