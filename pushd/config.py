@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Mapping, Sequence, Tuple
 
+from pushd.commands import CommandSettings
 from pushd.model import STAMP_TABLES
 from pushd.protocol.replies import (
     SERVER_VERSION,
@@ -98,6 +99,10 @@ class Config:
     allow: Tuple[str, ...] = ()
     options: Tuple[Tuple[str, str], ...] = field(default_factory=lambda: default_options(0))
     seen_flush_seconds: float = 5.0
+    commands: CommandSettings = field(default_factory=CommandSettings)
+    sync_groups: Tuple[str, ...] = ()
+    api: str = "tcp:8081:interface=127.0.0.1"
+    api_token: str = ""
 
     @property
     def store_url(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import replace
-from typing import Callable, List, Optional, Tuple, TypeVar
+from typing import Awaitable, Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -26,7 +26,6 @@ from pushd.errors import ProtocolError, UnsupportedRequest
 from pushd.interfaces import IStore, IVerifier
 from pushd.model import STAMP_TABLES, Device
 from pushd.protocol.cdata import parse_options, parse_table
-from pushd.protocol.devicecmd import parse_devicecmd
 from pushd.protocol.packs import read_pack
 from pushd.protocol.photo import parse_attphoto
 from pushd.protocol.query import Params
@@ -64,6 +63,8 @@ class Ingestor:
         self._reactor = reactor
         self._clock = clock
         self._photos = os.path.abspath(os.path.join(config.data_dir, "photos"))
+        #: Called with (device, records) after an upload was committed.
+        self.after_commit: List[Callable[[Device, Sequence[Record]], Awaitable[None]]] = []
 
     def _in_thread(self, fn: Callable[..., T], *args: object) -> Deferred[T]:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
@@ -107,6 +108,11 @@ class Ingestor:
         result = await self._store.ingest(
             device.sn, records, stamp, self._registry.now(), params.get("cmdid").strip() or None
         )
+        for hook in self.after_commit:
+            try:
+                await hook(device, records)
+            except Exception:
+                self.log.failure("After storing an upload of {sn}", sn=device.sn)
         if result.rejected:
             self.log.warn(
                 "{sn}: {n} {table} line(s) quarantined as unreadable",
@@ -152,12 +158,6 @@ class Ingestor:
             device.sn, body, "allow" if verdict.allow else "deny", self._registry.now()
         )
         return verdict.reply.encode("utf-8")
-
-    async def replies(self, device: Device, body: bytes) -> bytes:
-        """Handle ``POST /iclock/devicecmd`` (spec 13): store every command result."""
-        replies = parse_devicecmd(body)
-        await self._store.record_replies(device.sn, replies, self._registry.now())
-        return format_ok()
 
 
 def _codec(device: Device) -> str:

@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pushd.errors import DeviceNotAuthorized
+from pushd.errors import DeviceNotAuthorized, UnsupportedRequest
 from pushd.interfaces import IStore
 from pushd.model import Device, DeviceUpdate
 from pushd.protocol.records import DeviceInfo, Handshake
@@ -162,6 +162,22 @@ class DeviceRegistry:
             hybrid["MultiBioPhotoSupport"] = hybrid_support(photo, self._bio_photo)
         update = DeviceUpdate(options=dict(options), hybrid=hybrid or None)
         return Deferred.fromCoroutine(self._update(device.sn, update))
+
+    def update(self, sn: str, update: DeviceUpdate) -> Deferred[Device]:
+        """
+        Change a device as the operator asks (state, alias, group, settings,
+        pushcommkey); the cache follows.
+
+        :raises UnsupportedRequest: the device is unknown.
+        """
+        return Deferred.fromCoroutine(self._operator_update(sn, update))
+
+    async def _operator_update(self, sn: str, update: DeviceUpdate) -> Device:
+        device = await self._store.update_device(sn, update)
+        if device is None:
+            raise UnsupportedRequest(f"unknown device {sn}")
+        self._devices[sn] = device
+        return device
 
     def set_state(self, sn: str, state: str) -> Deferred[Device]:
         """Approve, block or return a device to pending (the operator's decision)."""

@@ -11,8 +11,9 @@ endpoint and the periodic flush of last-seen times.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional, Tuple
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
@@ -25,11 +26,14 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from pushd import __version__
+from pushd.commands import CommandService
 from pushd.config import Config
+from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore, IVerifier, Verdict
 from pushd.registry import DeviceRegistry
 from pushd.storage import store_from_url
+from pushd.users import UserService
 from pushd.web._render import QuietSite
 from pushd.web.root import build_root
 
@@ -59,21 +63,19 @@ class PushdService(MultiService):
 
     log = Logger()
 
-    def __init__(self, store: IStore, registry: DeviceRegistry, reactor: object) -> None:
+    def __init__(self, app: Application, reactor: object) -> None:
         super().__init__()
-        self.store = store
-        self.registry = registry
+        self.app = app
+        self.store = app.store
+        self.registry = app.registry
         self._reactor = reactor
         self.ready: Deferred[None] = Deferred()
 
     def startService(self) -> None:
         self.running = 1  # children start once the store is open
-        d = self.store.open()
+        d = Deferred.fromCoroutine(self._open())
 
         def opened(_: object) -> None:
-            self.log.info(
-                "pushd {version}: store {kind} open", version=__version__, kind=self.store.kind
-            )
             for child in self:
                 child.startService()
             self.ready.callback(None)
@@ -87,6 +89,13 @@ class PushdService(MultiService):
 
         d.addCallbacks(opened, failed)
 
+    async def _open(self) -> None:
+        await self.store.open()
+        self.log.info(
+            "pushd {version}: store {kind} open", version=__version__, kind=self.store.kind
+        )
+        await self.app.commands.load()
+
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())
 
@@ -94,6 +103,30 @@ class PushdService(MultiService):
         await super().stopService()
         await self.registry.flush_seen()
         await self.store.close()
+
+
+def api_token(config: Config, environ: Mapping[str, str] = os.environ) -> Tuple[str, str]:
+    """
+    The REST API's bearer token: ``--api-token``, else ``PUSHD_API_TOKEN``,
+    else the one saved in ``<data-dir>/api-token``, created (owner-only) on
+    first start.
+
+    :returns: ``(token, where it came from)`` for the log (never the token itself).
+    """
+    if config.api_token:
+        return config.api_token, "--api-token"
+    if environ.get("PUSHD_API_TOKEN"):
+        return environ["PUSHD_API_TOKEN"], "PUSHD_API_TOKEN"
+    path = os.path.join(config.data_dir, "api-token")
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, encoding="ascii") as existing:
+            return existing.read().strip(), path
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(handle, "w", encoding="ascii") as out:
+        out.write(token + "\n")
+    return token, path
 
 
 def make_site(root: IResource) -> Site:
@@ -111,6 +144,8 @@ class Application:
     store: IStore
     registry: DeviceRegistry
     ingestor: Ingestor
+    commands: CommandService
+    users: UserService
     root: IResource
 
 
@@ -133,8 +168,12 @@ def build_application(
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
     registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio)
     ingestor = Ingestor(store, registry, verifier or AcceptAll(), config, reactor, reactor)
-    root = build_root(registry, ingestor, store, config.options)
-    return Application(config, store, registry, ingestor, root)
+    files = FileArea(config.data_dir)
+    commands = CommandService(store, registry, reactor, files, config.commands)
+    users = UserService(store, commands, reactor, frozenset(config.sync_groups))
+    ingestor.after_commit.append(users.sync_from_device)
+    root = build_root(registry, ingestor, store, commands, config.options, files, reactor)
+    return Application(config, store, registry, ingestor, commands, users, root)
 
 
 def build_service(
@@ -145,12 +184,32 @@ def build_service(
 ) -> PushdService:
     """The service ``twistd`` runs: the application, its listeners and periodic jobs."""
     app = build_application(config, reactor, store, verifier)
-    service = PushdService(app.store, app.registry, reactor)
+    service = PushdService(app, reactor)
     site = make_site(app.root)
     for description in config.listen:
         endpoint = serverFromString(reactor, description)
         StreamServerEndpointService(endpoint, site).setServiceParent(service)
-    flush = TimerService(config.seen_flush_seconds, app.registry.flush_seen)
-    flush.clock = reactor
-    flush.setServiceParent(service)
+    for interval, job in (
+        (config.seen_flush_seconds, app.registry.flush_seen),
+        (config.commands.expire_every, app.commands.expire),
+    ):
+        timer = TimerService(interval, _logged(job))
+        timer.clock = reactor
+        timer.setServiceParent(service)
     return service
+
+
+def _logged(job: Callable[[], Awaitable[object]]) -> Callable[[], Deferred[object]]:
+    """A periodic job whose failures are logged, so the next tick still runs."""
+    log = Logger(namespace="pushd.service")
+
+    def tick() -> Deferred[object]:
+        d: Deferred[object] = Deferred.fromCoroutine(_await(job))
+        d.addErrback(lambda failure: log.failure("Periodic job failed", failure))
+        return d
+
+    return tick
+
+
+async def _await(job: Callable[[], Awaitable[object]]) -> object:
+    return await job()

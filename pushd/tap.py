@@ -19,6 +19,7 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from pushd.commands import CommandSettings, parse_allowed_families
 from pushd.config import Config, default_options, local_utc_offset_minutes
 
 __all__ = ["Options", "makeService"]
@@ -57,6 +58,27 @@ class Options(usage.Options):
             " [default: approve]",
         ],
         [
+            "api",
+            None,
+            None,
+            "REST API listener, a Twisted endpoint, or 'none'"
+            " [default: tcp:8081:interface=127.0.0.1]",
+        ],
+        [
+            "api-token",
+            None,
+            None,
+            "Bearer token of the REST API [default: env PUSHD_API_TOKEN, else generated"
+            " once and saved 0600 as <data-dir>/api-token]",
+        ],
+        [
+            "allow-commands",
+            None,
+            None,
+            "Command families allowed besides the standard ones: comma list of shell,"
+            " files (GetFile/PutFile), upgrade; or all [default: standard]",
+        ],
+        [
             "config",
             None,
             None,
@@ -69,6 +91,7 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["allow"] = []
+        self["sync-group"] = []
 
     def opt_listen(self, description: str) -> None:
         """Device-facing listener, a Twisted endpoint string (repeatable) [default: tcp:8080]"""
@@ -77,6 +100,10 @@ class Options(usage.Options):
     def opt_allow(self, sn: str) -> None:
         """Pre-approved device serial number (repeatable)"""
         self["allow"].append(sn)
+
+    def opt_sync_group(self, name: str) -> None:
+        """Device group whose devices share users enrolled on any of them (repeatable)"""
+        self["sync-group"].append(name)
 
     def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
         """
@@ -123,14 +150,14 @@ def _many(opts: usage.Options, ini: Dict[str, str], name: str) -> List[str]:
     return values
 
 
-def _check_listen(descriptions: Sequence[str]) -> None:
+def _check_listen(descriptions: Sequence[str], option: str = "--listen") -> None:
     from twisted.internet import reactor
 
     for description in descriptions:
         try:
             serverFromString(reactor, description)
         except (ValueError, TypeError, KeyError) as exc:
-            raise usage.UsageError(f"--listen: invalid endpoint {description!r}: {exc}") from None
+            raise usage.UsageError(f"{option}: invalid endpoint {description!r}: {exc}") from None
 
 
 def build_config(opts: usage.Options) -> Config:
@@ -139,7 +166,21 @@ def build_config(opts: usage.Options) -> Config:
     option_overrides: List[Tuple[str, str]] = []
     if opts["config"]:
         ini, option_overrides = _read_ini(opts["config"])
-    known = {"listen", "allow", "store", "data-dir", "data_dir", "registration"}
+    known = {
+        "listen",
+        "allow",
+        "store",
+        "data-dir",
+        "data_dir",
+        "registration",
+        "api",
+        "api-token",
+        "api_token",
+        "allow-commands",
+        "allow_commands",
+        "sync-group",
+        "sync_group",
+    }
     for key in ini:
         if key not in known:
             raise usage.UsageError(f"--config: unknown key {key!r} in [pushd]")
@@ -168,6 +209,14 @@ def build_config(opts: usage.Options) -> Config:
     if not data_dir:
         raise usage.UsageError("--data-dir: must not be empty")
 
+    api = (_pick(opts, ini, "api") or "tcp:8081:interface=127.0.0.1").strip()
+    if api.lower() != "none":
+        _check_listen([api], option="--api")
+    try:
+        allowed = parse_allowed_families(_pick(opts, ini, "allow-commands") or "standard")
+    except ValueError as exc:
+        raise usage.UsageError(f"--allow-commands: {exc}") from None
+
     defaults = dict(default_options(local_utc_offset_minutes()))
     for key, value in option_overrides:
         defaults[key] = value
@@ -178,6 +227,10 @@ def build_config(opts: usage.Options) -> Config:
         registration=registration,
         allow=tuple(allow),
         options=tuple(defaults.items()),
+        api="none" if api.lower() == "none" else api,
+        api_token=(_pick(opts, ini, "api-token") or "").strip(),
+        commands=CommandSettings(allowed=allowed),
+        sync_groups=tuple(_many(opts, ini, "sync-group")),
     )
 
 

@@ -20,7 +20,7 @@ from zope.interface import implementer
 from pushd.config import Config, default_options
 from pushd.errors import StoreError
 from pushd.interfaces import IVerifier, Verdict
-from pushd.model import RecordQuery
+from pushd.model import Command, RecordQuery
 from pushd.storage.memory import MemoryStore
 from pushd.testing import TestServer
 from tests.vectors import Vector, all_vectors, vector
@@ -342,11 +342,40 @@ def test_ping_answers_ok(server: TestServer) -> None:
     assert replay(server, vector("10-", "spec")).body == b"OK"
 
 
-def test_command_replies_are_stored(server: TestServer) -> None:
+_SENT = {
+    # the commands the vectors answer, as the original servers had sent them
+    "CKJF202560310": [
+        ("1626", "INFO"),
+        ("287", "DATA UPDATE USERINFO PIN=1\tName=A"),
+        ("288", "DATA UPDATE USERINFO PIN=2\tName=B"),
+        ("1647", "GetFile attlog.dat"),
+    ],
+    "JYM6244400083": [("120", "INFO")],
+    "SFAA245000186": [("ccf93e17c31a4beb", "SET OPTION TimeZone=3")],
+    "0316144680030": [
+        (i, "DATA UPDATE USERINFO PIN=9")
+        for i in ("info8487", "info8488", "info8489", "info7464", "fp7464")
+    ],
+}
+
+
+def _send_commands(server: TestServer) -> None:
+    for sn, commands in _SENT.items():
+        handshake(server, sn)
+        for cmd_id, text in commands:
+            settle(server, server.store.add_command(Command(cmd_id, sn, text, created=T)))
+        settle(server, server.store.claim_commands(sn, T, 65536, 100, T, 3))
+
+
+T = "2023-11-14T22:13:20Z"
+
+
+def test_command_replies_complete_the_commands_they_answer(server: TestServer) -> None:
+    _send_commands(server)
     for prefix in ("019", "020", "021", "036", "048"):
         reply = replay(server, vector(prefix))
         assert (reply.status, reply.body) == (200, b"OK"), prefix
-    replay(server, vector("13-", "spec"))
+    assert replay(server, vector("13-", "spec")).body == b"OK"
     replies = items(server, "replies")
     assert [r["cmd_id"] for r in replies] == [
         "1626",
@@ -361,8 +390,22 @@ def test_command_replies_are_stored(server: TestServer) -> None:
         "info7464",
         "fp7464",
     ]
-    info = replies[0]
-    assert info["cmd"] == "INFO" and ["~OEMVendor", "ZKTeco Co., Ltd."] in info["lines"]
+    info = settle(server, server.store.get_command("1626"))
+    assert (info.status, info.return_code) == ("succeeded", "0")
+    assert info.reply["options"]["~OEMVendor"] == "ZKTeco Co., Ltd."
+    getfile = settle(server, server.store.get_command("1647"))
+    assert (getfile.status, getfile.return_code) == ("failed", "-2")
+    assert settle(server, server.store.get_command("ccf93e17c31a4beb")).status == "succeeded"
+    device = settle(server, server.store.get_device("CKJF202560310"))
+    assert device.options["MultiBioVersion"] == "0:10.0:0:0:0:0:0:0:12.0:58.10"
+
+
+def test_replies_to_commands_the_device_does_not_own_are_refused(server: TestServer) -> None:
+    _send_commands(server)
+    stolen = send(server, "POST", "/iclock/devicecmd?SN=OTHER1", b"ID=1626&Return=0&CMD=INFO\n")
+    assert (stolen.status, stolen.body) == (400, b"reply for unknown command id 1626")
+    assert settle(server, server.store.get_command("1626")).status == "sent"
+    assert [r["sn"] for r in items(server, "replies")] == ["OTHER1"]  # kept as received
 
 
 def test_attendance_photo_is_written_under_a_server_built_name(
@@ -517,18 +560,19 @@ _REAL_2X: Dict[str, Tuple[int, bytes]] = {
     "012": (200, b"OK: 1"),
     "014": (200, b"OK: 1"),
     "017": (200, b"OK: 12"),
-    "019": (200, b"OK"),
-    "020": (200, b"OK"),
-    "021": (200, b"OK"),
+    "019": (400, b"reply for unknown command id 1626"),
+    "020": (400, b"reply for unknown command id 287"),
+    "021": (400, b"reply for unknown command id 1647"),
     "023": (200, b"GET OPTION FROM: VGU6251500098\n"),
-    "036": (200, b"OK"),
+    "036": (400, b"reply for unknown command id 120"),
     "039": (200, b"OK"),
     "040": (200, b"OK: 1"),
     "041": (200, b"OK"),
-    "048": (200, b"OK"),
+    "048": (400, b"reply for unknown command id ccf93e17c31a4beb"),
 }
 
 
+# Command replies get 400 here: no command was queued (see the completion test above).
 @pytest.mark.parametrize("v", all_vectors("real"), ids=lambda v: v.name[:3])
 def test_every_real_vector_gets_a_deliberate_answer(server: TestServer, v: Vector) -> None:
     reply = replay(server, v)

@@ -8,13 +8,16 @@ returns the reply bytes; :func:`~pushd.web._render.async_handler` does the rest.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
+from twisted.internet.threads import deferToThreadPool
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from pushd.commands import CommandService
 from pushd.config import handshake_options
-from pushd.errors import ProtocolError
+from pushd.errors import ProtocolError, UnsupportedRequest
+from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore
 from pushd.model import Device
@@ -24,7 +27,7 @@ from pushd.protocol.text import codec_for
 from pushd.registry import DeviceRegistry
 from pushd.web._render import async_handler, quiet
 
-__all__ = ["CData", "DeviceCmd", "FData", "GetRequest", "Ping"]
+__all__ = ["CData", "DeviceCmd", "FData", "FileDownload", "GetRequest", "Ping"]
 
 
 def _client_ip(request: Request) -> str:
@@ -45,11 +48,18 @@ class _DeviceResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, registry: DeviceRegistry, ingestor: Ingestor, store: IStore) -> None:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        ingestor: Ingestor,
+        store: IStore,
+        commands: CommandService,
+    ) -> None:
         super().__init__()
         self._registry = registry
         self._ingestor = ingestor
         self._store = store
+        self._commands = commands
 
     def render(self, request: Request) -> object:
         method = request.method.decode("ascii", "replace")
@@ -79,9 +89,10 @@ class CData(_DeviceResource):
         registry: DeviceRegistry,
         ingestor: Ingestor,
         store: IStore,
+        commands: CommandService,
         options: Sequence[Tuple[str, str]],
     ) -> None:
-        super().__init__(registry, ingestor, store)
+        super().__init__(registry, ingestor, store, commands)
         self._options = tuple(options)
 
     @async_handler
@@ -128,9 +139,11 @@ class GetRequest(_DeviceResource):
         params, device = await self._admitted(request)
         info = parse_info(params.get("info"))
         if info is not None:
-            await self._registry.record_info(device, info)
-        quiet(request)
-        return format_ok()
+            device = await self._registry.record_info(device, info)
+        reply = await self._commands.deliver(device)
+        if reply == format_ok():
+            quiet(request)
+        return reply
 
 
 class DeviceCmd(_DeviceResource):
@@ -139,7 +152,7 @@ class DeviceCmd(_DeviceResource):
     @async_handler
     async def render_POST(self, request: Request) -> bytes:
         _, device = await self._admitted(request)
-        return await self._ingestor.replies(device, _body(request))
+        return await self._commands.on_replies(device, _body(request))
 
 
 class Ping(_DeviceResource):
@@ -152,3 +165,35 @@ class Ping(_DeviceResource):
         return format_ok()
 
     render_POST = render_GET
+
+
+class FileDownload(Resource):
+    """
+    ``/iclock/file/<path>`` and ``/iclock/file?SN=..&url=..``: firmware and
+    PutFile packs from ``<data-dir>/files/`` (spec 12.5.2, 12.8.2).  A request
+    that names its device must come from an approved one.
+    """
+
+    isLeaf = True
+    content_type = b"application/octet-stream"
+
+    def __init__(self, registry: DeviceRegistry, files: FileArea, reactor: Any) -> None:
+        super().__init__()
+        self._registry = registry
+        self._files = files
+        self._reactor = reactor
+
+    @async_handler
+    async def render_GET(self, request: Request) -> bytes:
+        params = parse_params(request.args)
+        if "sn" in params:
+            await self._registry.admit(params.sn, _client_ip(request))
+        url = params.get("url") or "/".join(
+            segment.decode("utf-8", "replace") for segment in request.postpath or []
+        )
+        data = await deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._files.read, url
+        )
+        if data is None:
+            raise UnsupportedRequest("no such file")
+        return data

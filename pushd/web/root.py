@@ -8,15 +8,17 @@ The resource tree, built in one place.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from pushd.commands import CommandService
+from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore
 from pushd.registry import DeviceRegistry
-from pushd.web.iclock import CData, DeviceCmd, FData, GetRequest, Ping
+from pushd.web.iclock import CData, DeviceCmd, FData, FileDownload, GetRequest, Ping
 
 __all__ = ["build_root"]
 
@@ -41,16 +43,21 @@ def build_root(
     registry: DeviceRegistry,
     ingestor: Ingestor,
     store: IStore,
+    commands: CommandService,
     options: Sequence[Tuple[str, str]],
+    files: FileArea,
+    reactor: Any,
 ) -> IResource:
     """The whole device-facing tree."""
     iclock = _Tree()
+    parts = (registry, ingestor, store, commands)
     endpoints = {
-        b"cdata": CData(registry, ingestor, store, options),
-        b"fdata": FData(registry, ingestor, store),
-        b"getrequest": GetRequest(registry, ingestor, store),
-        b"devicecmd": DeviceCmd(registry, ingestor, store),
-        b"ping": Ping(registry, ingestor, store),
+        b"cdata": CData(*parts, options),
+        b"fdata": FData(*parts),
+        b"getrequest": GetRequest(*parts),
+        b"devicecmd": DeviceCmd(*parts),
+        b"ping": Ping(*parts),
+        b"file": FileDownload(registry, files, reactor),
     }
     for name, resource in endpoints.items():
         iclock.putChild(name, resource)
