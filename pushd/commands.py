@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from pushd._deferred import deferred
 from pushd.errors import ProtocolError, PushdError, UnsupportedRequest
 from pushd.files import BASE64_PREFIX, FileArea
 from pushd.interfaces import IStore
@@ -165,6 +166,7 @@ class CommandService:
         moment = datetime.fromtimestamp(self._clock.seconds() + shift, tz=timezone.utc)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    @deferred
     async def load(self) -> None:
         """Learn which devices have commands pending or awaiting a reply (at start)."""
         for status in ("pending", "sent"):
@@ -180,6 +182,7 @@ class CommandService:
 
     # -- queueing ----------------------------------------------------------
 
+    @deferred
     async def submit(self, sn: str, body: Mapping[str, Any]) -> Command:
         """
         Queue the command of an API request: ``{"command": "<raw text>"}`` or
@@ -270,6 +273,7 @@ class CommandService:
             "put_file", {"url": "file/" + relative, "path": path, "action": action, **counted}
         )
 
+    @deferred
     async def queue(self, sn: str, built: Built) -> Command:
         """Queue an already validated command for ``sn`` (no family check)."""
         command = Command(
@@ -295,6 +299,7 @@ class CommandService:
 
     # -- delivery ----------------------------------------------------------
 
+    @deferred
     async def deliver(self, device: Device) -> bytes:
         """The answer to a poll: the device's next commands, or ``OK``."""
         if device.sn not in self._waiting:
@@ -330,6 +335,7 @@ class CommandService:
 
     # -- replies -------------------------------------------------------------
 
+    @deferred
     async def on_replies(self, device: Device, body: bytes) -> bytes:
         """
         Handle ``POST /iclock/devicecmd`` (spec 13): store every result as
@@ -384,6 +390,7 @@ class CommandService:
 
     # -- expiry ----------------------------------------------------------------
 
+    @deferred
     async def expire(self) -> List[Command]:
         """Expire what will never be answered (run periodically)."""
         expired = await self._store.expire_commands(

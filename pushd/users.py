@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Opti
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pushd._deferred import deferred
 from pushd.commands import CommandService, command_json
 from pushd.errors import ProtocolError
 from pushd.interfaces import IStore
@@ -321,6 +322,7 @@ class UserService:
             raise ProtocolError("devices must be a list of serial numbers")
         return names
 
+    @deferred
     async def put(self, pin: str, body: Mapping[str, Any]) -> Dict[str, Any]:
         """
         Create or replace a user and send it to every approved device (or ``devices``).
@@ -336,6 +338,7 @@ class UserService:
         queued = await self._send(targets, records)
         return {"user": await self.get(pin), "commands": queued}
 
+    @deferred
     async def delete(self, pin: str, devices: Optional[List[str]] = None) -> Dict[str, Any]:
         """Delete a user from the server and from every approved device (or ``devices``)."""
         removal = build("delete_user", {"pin": pin})
@@ -344,6 +347,7 @@ class UserService:
         queued = [command_json(await self._commands.queue(d.sn, removal)) for d in targets]
         return {"deleted": deleted, "commands": queued}
 
+    @deferred
     async def get(self, pin: str) -> Optional[Dict[str, Any]]:
         """The user with its templates and the devices that sent it, or ``None``."""
         user = await self._store.get_user(pin)
@@ -354,6 +358,7 @@ class UserService:
         item["devices"] = await self._store.user_devices(pin)
         return item
 
+    @deferred
     async def list(self, query: RecordQuery) -> Page:
         """A page of users, each with its templates."""
         page = await self._store.query("users", query)
@@ -365,6 +370,7 @@ class UserService:
             items.append(item)
         return Page(items, page.next)
 
+    @deferred
     async def sync_from_device(self, device: Device, records: Sequence[Record]) -> None:
         """Copy users and templates a device uploaded to the other devices of its group."""
         if not device.group or device.group not in self._sync_groups:

@@ -91,11 +91,6 @@ def make_server(tmp_path: Any, registration: str = "open", **kw: Any) -> TestSer
     return server
 
 
-@pytest.fixture
-def server(tmp_path: Any) -> TestServer:
-    return make_server(tmp_path)
-
-
 def handshake(server: TestServer, sn: str, extra: str = "") -> Reply:
     return send(
         server, "GET", f"/iclock/cdata?SN={sn}&options=all&pushver=2.4.1&language=69{extra}"
