@@ -71,17 +71,18 @@ def handshake_options(
     stamps: Mapping[str, str],
     settings: Mapping[str, str],
     push_version: str,
+    crypto: Sequence[Tuple[str, str]] = (("Encrypt", "0"),),
 ) -> List[Tuple[str, str]]:
     """
     The options block for one device: its upload stamps (``None`` where never
     set), the server values with the device's own settings applied, then what
-    the server decides itself (``Encrypt``, ``ServerVer``, the negotiated
-    ``PushProtVer``).
+    the server decides itself: the keys of the device's crypto transport
+    (``Encrypt``...), ``ServerVer``, the negotiated ``PushProtVer``.
     """
     pairs = [(f"{table}Stamp", stamps.get(table) or "None") for table in STAMP_TABLES]
     pairs += merge_options(defaults, settings)
+    pairs += crypto
     pairs += [
-        ("Encrypt", "0"),
         ("ServerVer", SERVER_VERSION),
         ("PushProtVer", negotiate_version(push_version)),
     ]

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Awaitable, Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -33,6 +33,7 @@ from pushd.protocol.records import AttPhoto, Record
 from pushd.protocol.replies import format_ok
 from pushd.protocol.text import codec_for
 from pushd.registry import DeviceRegistry
+from pushd.sessions import CryptoSessions
 
 __all__ = ["Ingestor"]
 
@@ -52,16 +53,16 @@ class Ingestor:
         store: IStore,
         registry: DeviceRegistry,
         verifier: IVerifier,
+        sessions: CryptoSessions,
         config: Config,
         reactor: IReactorThreads,
-        clock: IReactorTime,
     ) -> None:
         self._store = store
         self._registry = registry
         self._verifier = verifier
+        self._sessions = sessions
         self._config = config
         self._reactor = reactor
-        self._clock = clock
         self._photos = os.path.abspath(os.path.join(config.data_dir, "photos"))
         #: Called with (device, records) after an upload was committed.
         self.after_commit: List[Callable[[Device, Sequence[Record]], Awaitable[None]]] = []
@@ -94,9 +95,17 @@ class Ingestor:
             return await self._photo(device, params, body)
         if table in ("RTLOG", "RTSTATE", "TABLEDATA"):
             raise UnsupportedRequest(f"table {params.table} is not served")
+        sealed = await self._sessions.unwrap(device, table, body)
+        if sealed is not None:
+            if sealed.cached_reply is not None:
+                return sealed.cached_reply  # an exact replay: answered, not stored again
+            body = sealed.plaintext or b""
         records = parse_table(table, body, _codec(device))
         await self._commit(device, params, table, records)
-        return format_ok() if table in _PLAIN_OK else format_ok(len(records))
+        reply = format_ok() if table in _PLAIN_OK else format_ok(len(records))
+        if sealed is not None:
+            await self._sessions.remember(device, sealed, reply)
+        return reply
 
     async def _commit(
         self, device: Device, params: Params, table: str, records: List[Record]

@@ -65,6 +65,12 @@ class IStore(Interface):
     def record_seen(seen: Sequence[Tuple[str, str, str]]) -> Deferred[None]:
         """Set ``last_seen`` and ``ip`` of many devices at once: ``(sn, ip, when)`` triples."""
 
+    def crypto_state(sn: str) -> Deferred[Optional[bytes]]:
+        """:returns: Deferred firing with the device's crypto transport state, or ``None``."""
+
+    def set_crypto_state(sn: str, state: Optional[bytes]) -> Deferred[None]:
+        """Keep (or, with ``None``, forget) the device's crypto transport state."""
+
     def reset_stamps(sn: str) -> Deferred[None]:
         """Set every upload stamp of the device to ``0`` (spec 12.3.1, CHECK)."""
 

@@ -77,6 +77,7 @@ class Device:
     settings: Mapping[str, str] = field(default_factory=dict)
     stamps: Mapping[str, str] = field(default_factory=dict)
     hybrid: Mapping[str, str] = field(default_factory=dict)
+    crypto: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class DeviceUpdate:
     options: Optional[Mapping[str, str]] = None
     settings: Optional[Mapping[str, str]] = None
     hybrid: Optional[Mapping[str, str]] = None
+    crypto: Optional[str] = None
 
 
 @dataclass(frozen=True)

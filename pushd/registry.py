@@ -16,6 +16,7 @@ poll, so it is coalesced and written in one transaction per
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Dict, Iterable, Mapping, Optional, Tuple
@@ -109,9 +110,18 @@ class DeviceRegistry:
     async def handshake(self, handshake: Handshake, ip: str) -> Device:
         """Admit a device at the initialization exchange and record what it told us (spec 5)."""
         device = await self._get(handshake.sn, ip)
+        if device.pushcommkey and not hmac.compare_digest(
+            handshake.pushcommkey.encode("utf-8"), device.pushcommkey.encode("utf-8")
+        ):
+            self.log.warn(
+                "{sn}: handshake {how} the pushcommkey the operator set; refused",
+                sn=handshake.sn,
+                how="with a different key than" if handshake.pushcommkey else "without",
+            )
+            raise DeviceNotAuthorized()
         info: Dict[str, str] = {}
         if handshake.pushcommkey:
-            info["pushcommkey"] = handshake.pushcommkey
+            info["pushcommkey"] = "sent"  # the value is a secret: never stored where it shows
         if handshake.push_options_flag:
             info["PushOptionsFlag"] = handshake.push_options_flag
         update = DeviceUpdate(

@@ -32,9 +32,11 @@ from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore, IVerifier, Verdict
 from pushd.registry import DeviceRegistry
+from pushd.sessions import CryptoSessions
 from pushd.storage import store_from_url
 from pushd.users import UserService
 from pushd.web._render import QuietSite
+from pushd.web.iclock import DeviceServices
 from pushd.web.root import build_root
 
 __all__ = [
@@ -146,6 +148,7 @@ class Application:
     ingestor: Ingestor
     commands: CommandService
     users: UserService
+    sessions: CryptoSessions
     root: IResource
 
 
@@ -167,13 +170,15 @@ def build_application(
     store = store if store is not None else store_from_url(config.store_url, reactor)
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
     registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio)
-    ingestor = Ingestor(store, registry, verifier or AcceptAll(), config, reactor, reactor)
+    sessions = CryptoSessions(store, reactor, config.data_dir)
+    ingestor = Ingestor(store, registry, verifier or AcceptAll(), sessions, config, reactor)
     files = FileArea(config.data_dir)
     commands = CommandService(store, registry, reactor, files, config.commands)
     users = UserService(store, commands, reactor, frozenset(config.sync_groups))
     ingestor.after_commit.append(users.sync_from_device)
-    root = build_root(registry, ingestor, store, commands, config.options, files, reactor)
-    return Application(config, store, registry, ingestor, commands, users, root)
+    services = DeviceServices(registry, ingestor, store, commands, sessions)
+    root = build_root(services, config.options, files, reactor)
+    return Application(config, store, registry, ingestor, commands, users, sessions, root)
 
 
 def build_service(

@@ -185,7 +185,9 @@ async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                response = await treq.get(f"{url}/iclock/cdata?SN=TWISTD1&options=all", timeout=5)
+                response = await treq.get(
+                    f"{url}/iclock/cdata?SN=TWISTD1&options=all&pushcommkey=k3y5ecret", timeout=5
+                )
                 reply = await response.content()
                 break
             except Exception:
@@ -202,7 +204,10 @@ async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any)
     assert process.returncode == -signal.SIGTERM, output.decode()
     assert b"Server Shut Down." in output
     # the access log keeps handshakes and refusals, not routine polls
-    assert b'"GET /iclock/cdata?SN=TWISTD1&options=all HTTP/1.1" 200' in output
+    assert (
+        b'"GET /iclock/cdata?SN=TWISTD1&options=all&pushcommkey=<redacted> HTTP/1.1" 200' in output
+    )
+    assert b"k3y5ecret" not in output
     assert b'"GET /iclock/getrequest?SN=STRANGER HTTP/1.1" 401' in output
     assert b"getrequest?SN=TWISTD1" not in output
     assert os.path.exists(tmp_path / "pushd-data" / "pushd.sqlite3")

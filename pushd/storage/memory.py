@@ -126,6 +126,7 @@ class MemoryStore:
         self._tables = {kind: _Rows(table) for kind, table in TABLES.items()}
         self._device_users: dict[str, set[str]] = {}
         self._commands: dict[str, tuple[int, Command]] = {}
+        self._crypto: dict[str, bytes] = {}
 
     def open(self) -> Deferred[None]:
         return succeed(None)
@@ -156,6 +157,16 @@ class MemoryStore:
             device = self._devices.get(sn)
             if device is not None and when >= device.last_seen:
                 self._devices[sn] = replace(device, last_seen=when, ip=ip)
+        return succeed(None)
+
+    def crypto_state(self, sn: str) -> Deferred[bytes | None]:
+        return succeed(self._crypto.get(sn))
+
+    def set_crypto_state(self, sn: str, state: bytes | None) -> Deferred[None]:
+        if state is None:
+            self._crypto.pop(sn, None)
+        else:
+            self._crypto[sn] = bytes(state)
         return succeed(None)
 
     def reset_stamps(self, sn: str) -> Deferred[None]:

@@ -477,6 +477,26 @@ class SQLiteStore:
             [(when, ip, sn, when) for sn, ip, when in seen],
         )
 
+    def crypto_state(self, sn: str) -> Deferred[bytes | None]:
+        return self._run(self._thd_crypto_state, sn)
+
+    def _thd_crypto_state(self, conn: sqlite3.Connection, sn: str) -> bytes | None:
+        row = _first(conn, "SELECT state FROM crypto_state WHERE sn = ?", (sn,))
+        return None if row is None else bytes(row[0])
+
+    def set_crypto_state(self, sn: str, state: bytes | None) -> Deferred[None]:
+        return self._write(self._thd_set_crypto_state, sn, state)
+
+    def _thd_set_crypto_state(self, conn: sqlite3.Connection, sn: str, state: bytes | None) -> None:
+        if state is None:
+            conn.execute("DELETE FROM crypto_state WHERE sn = ?", (sn,))
+        else:
+            conn.execute(
+                "INSERT INTO crypto_state (sn, state) VALUES (?, ?)"
+                " ON CONFLICT (sn) DO UPDATE SET state = excluded.state",
+                (sn, state),
+            )
+
     def reset_stamps(self, sn: str) -> Deferred[None]:
         zeros = {table: "0" for table in STAMP_TABLES}
         return self._write(self._thd_set_stamps, sn, lambda stamps: zeros)

@@ -11,6 +11,7 @@ with a plain 500, and never lets a traceback reach the wire.
 
 from __future__ import annotations
 
+import re
 from functools import wraps
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -22,7 +23,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pushd.errors import PushdError
 
-__all__ = ["TEXT_PLAIN", "QuietSite", "async_handler", "quiet", "write_reply"]
+__all__ = ["TEXT_PLAIN", "QuietSite", "async_handler", "quiet", "redact", "write_reply"]
 
 TEXT_PLAIN = b"text/plain"
 
@@ -37,6 +38,29 @@ def quiet(request: Request) -> None:
     request.pushd_quiet = True  # type: ignore[attr-defined]
 
 
+_SECRETS = re.compile(rb"(?i)(pushcommkey|token)=[^&]*")
+
+
+def redact(uri: bytes) -> bytes:
+    """``uri`` with the values of secret parameters (pushcommkey, token) hidden."""
+    return _SECRETS.sub(rb"\1=<redacted>", uri)
+
+
+class _Redacted:
+    """A request as the access log sees it: secrets in the URI hidden."""
+
+    def __init__(self, request: http.Request) -> None:
+        self._request = request
+        self.uri = redact(request.uri)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def _redacting_formatter(timestamp: str, request: http.Request) -> str:
+    return http.combinedLogFormatter(timestamp, _Redacted(request))
+
+
 class QuietSite(Site):
     """
     A Site whose access log leaves out successful routine polls.
@@ -45,6 +69,9 @@ class QuietSite(Site):
     the log and cost a third of the server's time.  Everything else is
     logged: handshakes, uploads, command replies, and every refusal.
     """
+
+    def __init__(self, resource: Any, **kwargs: Any) -> None:
+        super().__init__(resource, logFormatter=_redacting_formatter, **kwargs)
 
     def log(self, request: http.Request) -> None:
         if getattr(request, "pushd_quiet", False) and request.code == 200:
@@ -70,7 +97,7 @@ def _describe(request: Request) -> str:
     for name, values in request.args.items():
         if name.lower() == b"sn" and values:
             sn = values[0].decode("utf-8", "replace")
-    uri = request.uri.decode("utf-8", "replace")
+    uri = redact(request.uri).decode("utf-8", "replace")
     return f"{request.method.decode('ascii', 'replace')} {uri} (SN {sn or '?'})"
 
 

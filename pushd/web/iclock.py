@@ -8,6 +8,7 @@ returns the reply bytes; :func:`~pushd.web._render.async_handler` does the rest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence, Tuple
 
 from twisted.internet.threads import deferToThreadPool
@@ -25,9 +26,19 @@ from pushd.protocol.query import Params, parse_handshake, parse_info, parse_para
 from pushd.protocol.replies import format_ok, format_options, format_remote_att
 from pushd.protocol.text import codec_for
 from pushd.registry import DeviceRegistry
+from pushd.sessions import CryptoSessions
 from pushd.web._render import async_handler, quiet
 
-__all__ = ["CData", "DeviceCmd", "FData", "FileDownload", "GetRequest", "Ping"]
+__all__ = [
+    "CData",
+    "DeviceCmd",
+    "DeviceServices",
+    "Exchange",
+    "FData",
+    "FileDownload",
+    "GetRequest",
+    "Ping",
+]
 
 
 def _client_ip(request: Request) -> str:
@@ -43,23 +54,29 @@ def _body(request: Request) -> bytes:
     return content.read()
 
 
+@dataclass(frozen=True)
+class DeviceServices:
+    """What the device endpoints work with."""
+
+    registry: DeviceRegistry
+    ingestor: Ingestor
+    store: IStore
+    commands: CommandService
+    sessions: CryptoSessions
+
+
 class _DeviceResource(Resource):
     """What every device endpoint holds: the registry, the ingestor, the store."""
 
     isLeaf = True
 
-    def __init__(
-        self,
-        registry: DeviceRegistry,
-        ingestor: Ingestor,
-        store: IStore,
-        commands: CommandService,
-    ) -> None:
+    def __init__(self, services: DeviceServices) -> None:
         super().__init__()
-        self._registry = registry
-        self._ingestor = ingestor
-        self._store = store
-        self._commands = commands
+        self._registry = services.registry
+        self._ingestor = services.ingestor
+        self._store = services.store
+        self._commands = services.commands
+        self._sessions = services.sessions
 
     def render(self, request: Request) -> object:
         method = request.method.decode("ascii", "replace")
@@ -84,15 +101,8 @@ class _DeviceResource(Resource):
 class CData(_DeviceResource):
     """``/iclock/cdata``: the handshake and RemoteAtt (GET), every upload (POST)."""
 
-    def __init__(
-        self,
-        registry: DeviceRegistry,
-        ingestor: Ingestor,
-        store: IStore,
-        commands: CommandService,
-        options: Sequence[Tuple[str, str]],
-    ) -> None:
-        super().__init__(registry, ingestor, store, commands)
+    def __init__(self, services: DeviceServices, options: Sequence[Tuple[str, str]]) -> None:
+        super().__init__(services)
         self._options = tuple(options)
 
     @async_handler
@@ -109,8 +119,9 @@ class CData(_DeviceResource):
         if "options" not in params:
             raise ProtocolError("GET cdata needs options=all or table=RemoteAtt")
         device = await self._registry.handshake(parse_handshake(params), _client_ip(request))
+        crypto = await self._sessions.handshake(device)
         options = handshake_options(
-            self._options, device.stamps, device.settings, device.push_version
+            self._options, device.stamps, device.settings, device.push_version, crypto
         )
         return format_options(device.sn, options)
 
@@ -197,3 +208,21 @@ class FileDownload(Resource):
         if data is None:
             raise UnsupportedRequest("no such file")
         return data
+
+
+class Exchange(_DeviceResource):
+    """
+    ``/iclock/exchange?type=publickey|factors`` (spec 6, 7): the key and
+    factor exchange of the device's crypto transport.  The body is read raw
+    (``PublicKey=<base64>``), never form-decoded.
+    """
+
+    content_type = b"application/push;charset=UTF-8"
+
+    @async_handler
+    async def render_POST(self, request: Request) -> bytes:
+        params, device = await self._admitted(request)
+        kind = params.get("type").strip()
+        if not kind:
+            raise ProtocolError("missing type parameter")
+        return await self._sessions.exchange(device, kind, _body(request))

@@ -13,12 +13,17 @@ from typing import Any, Sequence, Tuple
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from pushd.commands import CommandService
 from pushd.files import FileArea
-from pushd.ingest import Ingestor
-from pushd.interfaces import IStore
-from pushd.registry import DeviceRegistry
-from pushd.web.iclock import CData, DeviceCmd, FData, FileDownload, GetRequest, Ping
+from pushd.web.iclock import (
+    CData,
+    DeviceCmd,
+    DeviceServices,
+    Exchange,
+    FData,
+    FileDownload,
+    GetRequest,
+    Ping,
+)
 
 __all__ = ["build_root"]
 
@@ -40,24 +45,21 @@ class _Tree(Resource):
 
 
 def build_root(
-    registry: DeviceRegistry,
-    ingestor: Ingestor,
-    store: IStore,
-    commands: CommandService,
+    services: DeviceServices,
     options: Sequence[Tuple[str, str]],
     files: FileArea,
     reactor: Any,
 ) -> IResource:
     """The whole device-facing tree."""
     iclock = _Tree()
-    parts = (registry, ingestor, store, commands)
     endpoints = {
-        b"cdata": CData(*parts, options),
-        b"fdata": FData(*parts),
-        b"getrequest": GetRequest(*parts),
-        b"devicecmd": DeviceCmd(*parts),
-        b"ping": Ping(*parts),
-        b"file": FileDownload(registry, files, reactor),
+        b"cdata": CData(services, options),
+        b"fdata": FData(services),
+        b"getrequest": GetRequest(services),
+        b"devicecmd": DeviceCmd(services),
+        b"ping": Ping(services),
+        b"exchange": Exchange(services),
+        b"file": FileDownload(services.registry, files, reactor),
     }
     for name, resource in endpoints.items():
         iclock.putChild(name, resource)

@@ -28,7 +28,15 @@ CREATE TABLE devices (
     options TEXT NOT NULL,
     settings TEXT NOT NULL,
     stamps TEXT NOT NULL,
-    hybrid TEXT NOT NULL
+    hybrid TEXT NOT NULL,
+    crypto TEXT NOT NULL
+);
+
+-- Per-device state of the crypto transport (keys, sequence numbers): secrets,
+-- kept apart from the device record that the API shows.
+CREATE TABLE crypto_state (
+    sn TEXT PRIMARY KEY,
+    state BLOB NOT NULL
 );
 
 CREATE TABLE attendance (
