@@ -194,15 +194,7 @@ class CommandService:
         """
         if await self._store.get_device(sn) is None:
             raise UnsupportedRequest(f"unknown device {sn}")
-        if "command" in body:
-            extra = sorted(set(body) - {"command"})
-            if extra:
-                raise ProtocolError(f"a raw command takes no other keys: {', '.join(extra)}")
-            text = body["command"]
-            if not isinstance(text, str):
-                raise ProtocolError("command must be a string")
-            built = validate_raw(text)
-        elif "kind" in body:
+        if "kind" in body:
             kind = body["kind"]
             if not isinstance(kind, str):
                 raise ProtocolError("kind must be a string")
@@ -213,6 +205,14 @@ class CommandService:
                 built = await self._upgrade(params)
             else:
                 built = build(kind, params)
+        elif "command" in body:
+            extra = sorted(set(body) - {"command"})
+            if extra:
+                raise ProtocolError(f"a raw command takes no other keys: {', '.join(extra)}")
+            text = body["command"]
+            if not isinstance(text, str):
+                raise ProtocolError("command must be a string")
+            built = validate_raw(text)
         else:
             raise ProtocolError('give "command" (raw text) or "kind" (a typed builder)')
         if built.family not in self.settings.allowed:

@@ -26,6 +26,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from pushd import __version__
+from pushd.api import build_api
 from pushd.commands import CommandService
 from pushd.config import Config
 from pushd.files import FileArea
@@ -72,6 +73,8 @@ class PushdService(MultiService):
         self.registry = app.registry
         self._reactor = reactor
         self.ready: Deferred[None] = Deferred()
+        #: Where the REST API token came from (for the log), or "" without an API.
+        self.api_token_source = ""
 
     def startService(self) -> None:
         self.running = 1  # children start once the store is open
@@ -96,6 +99,12 @@ class PushdService(MultiService):
         self.log.info(
             "pushd {version}: store {kind} open", version=__version__, kind=self.store.kind
         )
+        if self.api_token_source:
+            self.log.info(
+                "REST API on {api}; bearer token from {source}",
+                api=self.app.config.api,
+                source=self.api_token_source,
+            )
         await self.app.commands.load()
 
     def stopService(self) -> Deferred[None]:
@@ -194,6 +203,14 @@ def build_service(
     for description in config.listen:
         endpoint = serverFromString(reactor, description)
         StreamServerEndpointService(endpoint, site).setServiceParent(service)
+    if config.api != "none":
+        token, source = api_token(config)
+        api = build_api(app, token, app.commands, app.users, reactor)
+        api_site = Site(api)
+        api_site.displayTracebacks = False
+        listener = StreamServerEndpointService(serverFromString(reactor, config.api), api_site)
+        listener.setServiceParent(service)
+        service.api_token_source = source
     for interval, job in (
         (config.seen_flush_seconds, app.registry.flush_seen),
         (config.commands.expire_every, app.commands.expire),

@@ -36,6 +36,7 @@ async def start(tmp_path: Any, **overrides: Any) -> Tuple[PushdService, str]:
         "data_dir": str(tmp_path),
         "registration": "open",
         "options": default_options(0),
+        "api": "none",
     }
     values.update(overrides)
     service = build_service(Config(**values), reactor)
@@ -176,8 +177,15 @@ def _twistd(*argv: str, cwd: str) -> subprocess.Popen[bytes]:
 @pytest_twisted.ensureDeferred
 async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any) -> None:
     port = _free_port()
+    api_port = _free_port()
     process = _twistd(
-        "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow", "TWISTD1", cwd=str(tmp_path)
+        "--listen",
+        f"tcp:{port}:interface=127.0.0.1",
+        "--api",
+        f"tcp:{api_port}:interface=127.0.0.1",
+        "--allow",
+        "TWISTD1",
+        cwd=str(tmp_path),
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -197,6 +205,17 @@ async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any)
         assert (refused.code, await refused.content()) == (401, b"Device not authorized")
         polled = await treq.get(f"{url}/iclock/getrequest?SN=TWISTD1", timeout=5)
         assert await polled.content() == b"OK"
+        api = f"http://127.0.0.1:{api_port}/api"
+        health = await treq.get(f"{api}/health", timeout=5)
+        assert (await health.json())["store"] == "sqlite"
+        token = (tmp_path / "pushd-data" / "api-token").read_text().strip()
+        assert oct((tmp_path / "pushd-data" / "api-token").stat().st_mode & 0o777) == "0o600"
+        devices = await treq.get(
+            f"{api}/devices", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert [d["sn"] for d in (await devices.json())["items"]] == ["STRANGER", "TWISTD1"]
+        refused = await treq.get(f"{api}/devices", timeout=5)
+        assert refused.code == 401
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

@@ -396,7 +396,7 @@ class MemoryStore:
     def _passes(self, table: Table, filters: list[Filter], row_id: int, row: Row) -> bool:
         for column, op, value in filters:
             if op == "device":  # users, keyed by pin alone
-                if value not in self._device_users[table.key_of(row)[0]]:
+                if value not in self._device_users.get(table.key_of(row)[0], ()):
                     return False
                 continue
             have = row_id if column == "id" else row[table.names.index(column)]
@@ -408,5 +408,5 @@ class MemoryStore:
         items = [table.item(row_id, row) for row_id, row in found]
         if table.kind == "users":
             for item in items:
-                item["devices"] = sorted(self._device_users[item["pin"]])
+                item["devices"] = sorted(self._device_users.get(item["pin"], ()))
         return items
