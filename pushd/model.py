@@ -52,6 +52,8 @@ RECORD_KINDS = (
     "rejected",
     "replies",
     "verifications",
+    "events",
+    "doorstates",
     "commands",
 )
 

@@ -23,11 +23,13 @@ from pushd.errors import StoreError
 from pushd.interfaces import IStore
 from pushd.model import RECORD_KINDS, STAMP_TABLES, Command, DeviceUpdate, IngestResult, RecordQuery
 from pushd.protocol.records import (
+    AccessEvent,
     AttLog,
     AttPhoto,
     BioPhoto,
     BioTemplate,
     CommandReply,
+    DoorState,
     ErrorLog,
     FaceTemplate,
     FingerTemplate,
@@ -170,6 +172,25 @@ SAMPLES = [
     ("workcodes", WorkCode(pin="1", code="8", name="Night")),
     ("other", OtherRecord(kind="ALARM", fields=(("A", "1"),), raw=b"ALARM A=1")),
     ("rejected", Rejected(table="ATTLOG", line=b"garbage\xfe", reason="too few fields")),
+    (
+        "events",
+        AccessEvent(
+            time="2024-05-01T07:59:00",
+            pin="1",
+            card="0",
+            door="1",
+            event="0",
+            event_name="verified, door opened",
+            inout="0",
+            verify="15",
+            index="42",
+            fields=(("time", "2024-05-01 07:59:00"), ("event", "0")),
+        ),
+    ),
+    (
+        "doorstates",
+        DoorState(time="2024-05-01T08:00:00", sensor="01", relay="00", alarm="0" * 16, door="01"),
+    ),
 ]
 
 REPLY = CommandReply(
@@ -473,7 +494,7 @@ async def test_rejected_lines_are_always_quarantined(store: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_one_upload_counts_each_outcome(store: Any) -> None:
     await store.ingest("SN1", [punch("1"), user("1")], None, T0, None)
-    upload = [punch("1"), punch("2"), user("1"), user("2"), SAMPLES[-1][1]]
+    upload = [punch("1"), punch("2"), user("1"), user("2"), dict(SAMPLES)["rejected"]]
     result = await store.ingest("SN1", upload, None, T1, None)
     assert result == IngestResult(stored=2, duplicates=1, updated=1, rejected=1)
     assert result.total == len(upload)

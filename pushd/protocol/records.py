@@ -20,12 +20,14 @@ from typing import Optional, Tuple, Union
 Fields = Tuple[Tuple[str, str], ...]
 
 __all__ = [
+    "AccessEvent",
     "AttLog",
     "AttPhoto",
     "BioPhoto",
     "BioTemplate",
     "CommandReply",
     "DeviceInfo",
+    "DoorState",
     "ErrorLog",
     "FaceTemplate",
     "Fields",
@@ -218,6 +220,43 @@ class WorkCode:
 
 
 @dataclass(frozen=True)
+class AccessEvent:
+    """
+    A real-time event of a PUSH 3.x access terminal (``table=rtlog``): door,
+    alarm, device and verification events.  Verifications of a person that
+    open the door also become :class:`AttLog` punches.
+
+    ``event`` is the App. 2/19 code and ``event_name`` its meaning; ``door``
+    is ``eventaddr``; ``index`` the device's record id (empty when absent).
+    """
+
+    time: str
+    pin: str
+    card: str
+    door: str
+    event: str
+    event_name: str
+    inout: str
+    verify: str
+    index: str
+    fields: Fields = ()
+    raw: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
+class DoorState:
+    """A door and alarm state report of a 3.x access terminal (``table=rtstate``)."""
+
+    time: str
+    sensor: str
+    relay: str
+    alarm: str
+    door: str
+    fields: Fields = ()
+    raw: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
 class OtherRecord:
     """A well-formed keyed record of a kind pushd does not model (kept, not dropped)."""
 
@@ -274,6 +313,8 @@ Record = Union[
     OtherRecord,
     AttPhoto,
     Rejected,
+    AccessEvent,
+    DoorState,
 ]
 
 

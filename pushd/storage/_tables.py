@@ -315,6 +315,20 @@ TABLES: dict[str, Table] = {
         _table("rejected", r.Rejected, "table line:blob reason"),
         _table("replies", None, "cmd_id return_code cmd params:pairs lines:pairs content:blob"),
         _table("verifications", None, "data:blob verdict"),
+        _table(
+            "events",
+            r.AccessEvent,
+            "time pin card door event event_name inout verify index fields:pairs raw:blob",
+            key="sn time event pin door index",
+            time="time",
+        ),
+        _table(
+            "doorstates",
+            r.DoorState,
+            "time sensor relay alarm door fields:pairs raw:blob",
+            key="sn time sensor relay alarm door",
+            time="time",
+        ),
     )
 }
 

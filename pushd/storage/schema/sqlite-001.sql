@@ -303,6 +303,40 @@ CREATE TABLE verifications (
 );
 CREATE INDEX verifications_sn ON verifications (sn);
 
+-- PUSH 3.x real-time events (rtlog) and door/alarm states (rtstate).
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    sn TEXT NOT NULL,
+    time TEXT NOT NULL,
+    pin TEXT NOT NULL,
+    card TEXT NOT NULL,
+    door TEXT NOT NULL,
+    event TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    inout TEXT NOT NULL,
+    verify TEXT NOT NULL,
+    "index" TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    raw BLOB,
+    received TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_key ON events (sn, time, event, pin, door, "index");
+CREATE INDEX events_time ON events (time);
+
+CREATE TABLE doorstates (
+    id INTEGER PRIMARY KEY,
+    sn TEXT NOT NULL,
+    time TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    relay TEXT NOT NULL,
+    alarm TEXT NOT NULL,
+    door TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    raw BLOB,
+    received TEXT NOT NULL
+);
+CREATE UNIQUE INDEX doorstates_key ON doorstates (sn, time, sensor, relay, alarm, door);
+
 -- The command queue (spec 12): seq orders delivery (FIFO per device).
 CREATE TABLE commands (
     seq INTEGER PRIMARY KEY,
