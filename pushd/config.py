@@ -23,7 +23,13 @@ from pushd.protocol.replies import (
     negotiate_version,
 )
 
-__all__ = ["Config", "default_options", "handshake_options", "local_utc_offset_minutes"]
+__all__ = [
+    "Config",
+    "Limits",
+    "default_options",
+    "handshake_options",
+    "local_utc_offset_minutes",
+]
 
 #: TransFlag format II (spec 5): every kind of data, uploaded automatically.
 _TRANS_DATA = "AttLog OpLog AttPhoto EnrollUser ChgUser EnrollFP ChgFP FPImag FACE UserPic WORKCODE"
@@ -90,6 +96,24 @@ def handshake_options(
 
 
 @dataclass(frozen=True)
+class Limits:
+    """
+    The limits of the device listener.
+
+    ``max_body``: bytes of a request body; ``max_records``: lines of one
+    upload; ``max_photo``: bytes of one photo; ``idle_timeout``: seconds a
+    connection may stay silent; ``connections_per_peer``: open connections
+    one address may hold at once.
+    """
+
+    max_body: int = 64 * 1024 * 1024
+    max_records: int = 100_000
+    max_photo: int = 8 * 1024 * 1024
+    idle_timeout: float = 60.0
+    connections_per_peer: int = 64
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything :func:`pushd.service.build_service` needs, validated."""
 
@@ -104,6 +128,7 @@ class Config:
     sync_groups: Tuple[str, ...] = ()
     api: str = "tcp:8081:interface=127.0.0.1"
     api_token: str = ""
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def store_url(self) -> str:

@@ -10,6 +10,7 @@ __all__ = [
     "DeviceNotAuthorized",
     "ProtocolError",
     "PushdError",
+    "RequestTooLarge",
     "StoreError",
     "UnsupportedRequest",
 ]
@@ -47,6 +48,12 @@ class DeviceNotAuthorized(PushdError):
 
     def __init__(self, reason: str = "Device not authorized") -> None:
         super().__init__(reason)
+
+
+class RequestTooLarge(PushdError):
+    """An upload over a configured limit (records, photo size): HTTP 413."""
+
+    status = 413
 
 
 class StoreError(PushdError):

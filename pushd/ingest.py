@@ -22,7 +22,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from pushd.config import Config
-from pushd.errors import ProtocolError, UnsupportedRequest
+from pushd.errors import ProtocolError, RequestTooLarge, UnsupportedRequest
 from pushd.interfaces import IStore, IVerifier
 from pushd.model import STAMP_TABLES, Device
 from pushd.protocol.cdata import parse_options, parse_table
@@ -101,6 +101,8 @@ class Ingestor:
                 return sealed.cached_reply  # an exact replay: answered, not stored again
             body = sealed.plaintext or b""
         records = parse_table(table, body, _codec(device))
+        if len(records) > self._config.limits.max_records:
+            raise RequestTooLarge(f"upload of over {self._config.limits.max_records} records")
         await self._commit(device, params, table, records)
         reply = format_ok() if table in _PLAIN_OK else format_ok(len(records))
         if sealed is not None:
@@ -133,6 +135,8 @@ class Ingestor:
     async def _photo(self, device: Device, params: Params, body: bytes) -> bytes:
         base64_payload = self._option(device, "ATTPHOTOBase64").strip() == "1"
         photo, image = parse_attphoto(body, base64_payload)
+        if len(image) > self._config.limits.max_photo:
+            raise RequestTooLarge(f"photo over {self._config.limits.max_photo} bytes")
         path = await self._in_thread(self._write_photo, device.sn, photo, image)
         await self._commit(device, params, "ATTPHOTO", [replace(photo, path=path)])
         return format_ok()

@@ -28,7 +28,7 @@ from zope.interface import implementer
 from pushd import __version__
 from pushd.api import build_api
 from pushd.commands import CommandService
-from pushd.config import Config
+from pushd.config import Config, Limits
 from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore, IVerifier, Verdict
@@ -37,6 +37,7 @@ from pushd.sessions import CryptoSessions
 from pushd.storage import store_from_url
 from pushd.users import UserService
 from pushd.web._render import QuietSite
+from pushd.web._request import LimitedRequest, PeerLimit
 from pushd.web.iclock import DeviceServices
 from pushd.web.root import build_root
 
@@ -140,9 +141,14 @@ def api_token(config: Config, environ: Mapping[str, str] = os.environ) -> Tuple[
     return token, path
 
 
-def make_site(root: IResource) -> Site:
-    """The HTTP site of the device tree: no tracebacks on the wire, routine polls not logged."""
-    site = QuietSite(root)
+def make_site(root: IResource, limits: Optional[Limits] = None) -> QuietSite:
+    """
+    The HTTP site of the device tree: bodies capped before they are buffered,
+    idle connections closed, no tracebacks on the wire, routine polls not logged.
+    """
+    limits = limits or Limits()
+    site = QuietSite(root, requestFactory=LimitedRequest, timeout=limits.idle_timeout)
+    site.limits = limits
     site.displayTracebacks = False
     return site
 
@@ -199,7 +205,7 @@ def build_service(
     """The service ``twistd`` runs: the application, its listeners and periodic jobs."""
     app = build_application(config, reactor, store, verifier)
     service = PushdService(app, reactor)
-    site = make_site(app.root)
+    site = PeerLimit(make_site(app.root, config.limits), config.limits.connections_per_peer)
     for description in config.listen:
         endpoint = serverFromString(reactor, description)
         StreamServerEndpointService(endpoint, site).setServiceParent(service)

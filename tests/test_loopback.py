@@ -30,7 +30,9 @@ from pushd.sim import VirtualDevice
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-async def start(tmp_path: Any, **overrides: Any) -> Tuple[PushdService, str]:
+async def start(
+    tmp_path: Any, store_object: Any = None, **overrides: Any
+) -> Tuple[PushdService, str]:
     values = {
         "listen": ("tcp:0:interface=127.0.0.1",),
         "data_dir": str(tmp_path),
@@ -39,7 +41,7 @@ async def start(tmp_path: Any, **overrides: Any) -> Tuple[PushdService, str]:
         "api": "none",
     }
     values.update(overrides)
-    service = build_service(Config(**values), reactor)
+    service = build_service(Config(**values), reactor, store=store_object)
     service.startService()
     await service.ready
     [listener] = [s for s in service if isinstance(s, StreamServerEndpointService)]

@@ -257,6 +257,8 @@ class SQLiteStore:
     kind = "sqlite"
     log = Logger()
     schema_version = 0
+    #: Writes that may wait for the database thread before new ones are refused.
+    max_queued = 1000
 
     def __init__(self, path: str, reactor: Any = None) -> None:
         if reactor is None:
@@ -331,6 +333,9 @@ class SQLiteStore:
         """
         if self._pool is None:
             return fail(StoreError("The store is not open"))
+        if len(self._queued) >= self.max_queued:
+            # back-pressure: refuse now (503, the device retries) rather than queue without bound
+            return fail(StoreError("store busy: too many writes waiting"))
         done: Deferred[_T] = Deferred()
         self._queued.append((f, args, done))
         group = self._run(self._thd_group)

@@ -27,6 +27,9 @@ __all__ = ["TEXT_PLAIN", "QuietSite", "async_handler", "quiet", "redact", "write
 
 TEXT_PLAIN = b"text/plain"
 
+#: Seconds a client told 503 should wait before trying again.
+RETRY_AFTER = b"30"
+
 _log = Logger(namespace="pushd.web")
 
 R = TypeVar("R")
@@ -70,6 +73,9 @@ class QuietSite(Site):
     logged: handshakes, uploads, command replies, and every refusal.
     """
 
+    #: The :class:`pushd.config.Limits` its requests enforce.
+    limits: Any = None
+
     def __init__(self, resource: Any, **kwargs: Any) -> None:
         super().__init__(resource, logFormatter=_redacting_formatter, **kwargs)
 
@@ -86,6 +92,8 @@ def write_reply(
     if request.finished or getattr(request, "_disconnected", False):
         return
     request.setResponseCode(status)
+    if status == 503:
+        request.setHeader(b"retry-after", RETRY_AFTER)
     request.setHeader(b"content-type", content_type)
     request.setHeader(b"content-length", b"%d" % len(body))
     request.write(body)
