@@ -339,6 +339,17 @@ async def _execute(args: argparse.Namespace, client: Client, out: Output) -> Non
             out.json(health)
         else:
             out.line(f"{health['status']} (store {health['store']}, pushd {health['version']})")
+    elif command == "crypto":
+        crypto = await client.call("GET", "/api/crypto")
+        if as_json:
+            out.json(crypto)
+        else:
+            out.line(f"server key fingerprint (SHA-256): {crypto['server_key_fingerprint']}")
+            out.line(f"transports: {', '.join(crypto['transports'])}")
+    elif command == "set-crypto":
+        body = {"crypto": args.transport}
+        device = await client.call("PATCH", _path("devices", args.sn), body=body)
+        _show(out, as_json, device, lambda: out.line(f"{device['sn']} uses {device['crypto']}"))
     elif command == "devices":
         devices = await client.items("/api/devices", {"state": args.state}, args.limit)
         _show(out, as_json, devices, lambda: table(out, devices, _DEVICE_COLUMNS))
@@ -433,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=_positive, help="at most this many rows (default: all)")
 
     command("health", "is the server up?")
+    command("crypto", "the ZKX1 server key fingerprint (for clients to pin) and the transports")
+    p = command("set-crypto", "choose a device's crypto transport (plain, zkx1...)")
+    p.add_argument("sn")
+    p.add_argument("transport")
     p = command("devices", "list devices")
     p.add_argument("--state", choices=("pending", "approved", "blocked"))
     limit(p)

@@ -142,6 +142,27 @@ async def test_approve_approves_and_says_so(tmp_path: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_crypto_shows_the_fingerprint_and_set_crypto_chooses_a_transport(
+    tmp_path: Any,
+) -> None:
+    served = await serve(tmp_path)
+    try:
+        code, out, err = await served.ctl("crypto")
+        assert (code, err) == (0, "")
+        fingerprint = await served.app.sessions.fingerprint()
+        assert lines(out) == [
+            f"server key fingerprint (SHA-256): {fingerprint}",
+            "transports: plain, zkx1",
+        ]
+        assert await served.ctl("set-crypto", SN, "zkx1") == (0, f"{SN} uses zkx1\n", "")
+        assert (await served.app.store.get_device(SN)).crypto == "zkx1"
+        code, _, err = await served.ctl("set-crypto", SN, "rot13")
+        assert code == 1 and "no crypto transport 'rot13'" in err
+    finally:
+        await served.port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
 async def test_send_queues_raw_text_or_a_typed_command(tmp_path: Any) -> None:
     served = await serve(tmp_path)
     try:
