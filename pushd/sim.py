@@ -11,6 +11,12 @@ command replies.  It also fails like them: a record stays in the device's
 buffer until the server answers ``OK`` for it, and goes out again after
 ``ErrorDelay`` seconds when the server does not.
 
+It executes every command of spec 12 against the state it keeps
+(:class:`DeviceState`), as firmware would: data updates, deletes and queries,
+files in and out (``GetFile``, ``PutFile`` and its data packs), ``SHELL``,
+``UPGRADE`` (both methods), remote enrollments that upload what they enroll,
+and the control commands; see :meth:`VirtualDevice.execute`.
+
 ``pushd-sim`` (:func:`main`) runs any number of them against a server::
 
     pushd-sim --url http://127.0.0.1:8080 --devices 10 --rate 2 --duration 30
@@ -23,18 +29,36 @@ from __future__ import annotations
 import argparse
 import base64
 import codecs
+import gzip
+import hashlib
+import io
 import math
+import posixpath
 import random
 import re
 import struct
 import sys
+import tarfile
 import traceback
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
-from urllib.parse import quote
+from functools import partial
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
+from urllib.parse import quote, urlsplit
 
 from treq.client import HTTPClient
 from twisted.internet import defer, error, task
@@ -47,6 +71,8 @@ from twisted.web.client import (
 )
 
 __all__ = [
+    "HOME",
+    "RECORD_TABLES",
     "DeviceError",
     "DeviceState",
     "DeviceStats",
@@ -73,7 +99,31 @@ OEM_VENDOR = "ZKTeco Co., Ltd."
 TABLES = ("OPERLOG", "BIODATA", "ATTLOG", "ATTPHOTO")
 
 #: Biometric types (spec appendix 10) the simulator enrolls.
-FINGERPRINT, FACE, PALM, VISIBLE_FACE = 1, 2, 8, 9
+FINGERPRINT, FACE, FINGER_VEIN, PALM, VISIBLE_FACE = 1, 2, 7, 8, 9
+
+#: The folder of relative paths in GetFile, PutFile and SHELL.
+HOME = "/mnt/mtdblock/"
+
+#: The tables of ``DATA UPDATE``/``DELETE`` kept as plain records in
+#: :attr:`DeviceState.records`: upper-cased name -> the fields (lower-cased)
+#: that make a record's key, the first one required.
+RECORD_TABLES: Dict[str, Tuple[str, ...]] = {
+    "IDCARD": ("pin", "idnum"),
+    "SMS": ("uid",),
+    "USER_SMS": ("pin", "uid"),
+    "ADPIC": ("index",),
+    "WORKCODE": ("code",),
+    "SHORTCUTKEY": ("keyid",),
+    "ACCGROUP": ("id",),
+    "ACCTIMEZONE": ("uid",),
+    "ACCHOLIDAY": ("uid",),
+    "ACCUNLOCKCOMB": ("uid",),
+    "BLACKLIST": ("idnum",),
+}
+
+#: ``ENROLL_BIO`` types (those of ``MultiBioDataSupport``) and their algorithm versions.
+_BIO_VERSIONS = {FINGERPRINT: ("10", "0"), PALM: ("12", "0"), VISIBLE_FACE: ("58", "10")}
+_SYNC_TABLES = ("USERINFO", "FINGERTMP", "FACE")
 
 #: Seconds to wait after a failure until the server has sent its own ErrorDelay;
 #: the SpeedFace in vector 001 retried its refused handshake every ~15 s.
@@ -89,6 +139,13 @@ TEMPLATE_SIZE_MISMATCH = -9
 NO_SUCH_USER = -10
 BAD_TEMPLATE_FORMAT = -11
 NOT_SUPPORTED = -1002
+SERVER_DATA_ERROR = -1008
+#: What a real device answers to GetFile of a file it does not have (vector 021).
+FILE_NOT_FOUND = -2
+#: ENROLL_FP / ENROLL_BIO: the user already has such a template (OVERWRITE=0).
+ENROLL_EXISTS = 2
+#: ENROLL_MF: parameter error (spec 12.6.2).
+ENROLL_MF_BAD_PARAMETER = 1
 
 _MAX_BODY = 64 * 1024
 _OK_COUNT = re.compile(rb"^OK\s*:?\s*(\d+)")
@@ -290,23 +347,65 @@ class Reply:
     """
     The device's answer to one command (spec 13).
 
-    :ivar extra: text appended to ``CMD=..``: ``&key=value`` pairs, or
-        ``\\n``-separated lines for ``INFO``.
+    Most answers are one line, ``ID=..&Return=..&CMD=..``, with :attr:`extra`
+    appended: ``&key=value`` pairs, or ``\\n``-separated lines for ``INFO``.
+    GetFile, PutFile and SHELL answer in the multi-line form of 12.5 and
+    12.8.1 instead: ``ID=<id>`` then :attr:`lines` one a line, then
+    ``Content=`` and :attr:`content` when there is one.
+
+    :ivar code: the ``Return`` value (a file size for GetFile, a size or a
+        count for PutFile, the exit status for SHELL).
     """
 
     id: str
     code: int
     cmd: str
     extra: str = ""
+    lines: Tuple[Tuple[str, str], ...] = ()
+    content: Optional[bytes] = None
+
+    @property
+    def multiline(self) -> bool:
+        """Whether the answer spans several lines, so it goes in a body of its own."""
+        return bool(self.lines) or "\n" in self.extra
 
     def text(self) -> str:
-        """:returns: ``ID=<id>&Return=<code>&CMD=<cmd>`` plus :attr:`extra`."""
+        """:returns: ``ID=<id>&Return=<code>&CMD=<cmd>`` plus :attr:`extra`, or the lines."""
+        if self.lines:
+            return self.data().decode("utf-8", "replace")
         return f"ID={self.id}&Return={self.code}&CMD={self.cmd}{self.extra}"
+
+    def data(self, encoding: str = "utf-8") -> bytes:
+        """
+        :returns: the bytes posted to ``devicecmd``: the one-line form ends in
+            LF; the multi-line form ends with the content, byte for byte.
+        """
+        if not self.lines:
+            return (self.text() + "\n").encode(encoding, "replace")
+        head = f"ID={self.id}\n" + "".join(f"{key}={value}\n" for key, value in self.lines)
+        body = head.encode(encoding, "replace")
+        if self.content is not None:
+            body += b"Content=" + self.content
+        return body
 
 
 @dataclass
 class DeviceState:
-    """What the terminal holds in its flash."""
+    """
+    What the terminal holds in its flash.
+
+    :ivar records: the records of the tables of spec 12.1.1 that are not
+        users, templates or photos (``IDCARD``, ``SMS``, ``USER_SMS``,
+        ``ADPIC``, ``WORKCODE``, ``SHORTCUTKEY``, ``ACCGROUP``,
+        ``ACCTIMEZONE``, ``ACCHOLIDAY``, ``ACCUNLOCKCOMB``, ``BLACKLIST``): by
+        upper-cased table name, then by the record's key (see
+        :data:`RECORD_TABLES`), each a dict of its fields, keys lower-cased.
+    :ivar files: files written by ``PutFile`` and ``UPGRADE``, by absolute
+        path; :meth:`VirtualDevice.files` adds the ones made from the data.
+    :ivar firmware: the image of the last successful ``UPGRADE``.
+    :ivar unlocks: how many times ``AC_UNLOCK`` opened the door.
+    :ivar alarm: whether the alarm output is on (``AC_UNALARM`` turns it off).
+    """
 
     users: Dict[str, User] = field(default_factory=dict)
     templates: Dict[Tuple[str, int, int, int], Template] = field(default_factory=dict)
@@ -314,26 +413,45 @@ class DeviceState:
     photos: List[Tuple[Punch, bytes]] = field(default_factory=list)
     biophotos: Dict[Tuple[str, str], bytes] = field(default_factory=dict)
     settings: Dict[str, str] = field(default_factory=dict)
+    records: Dict[str, Dict[Tuple[str, ...], Dict[str, str]]] = field(default_factory=dict)
+    files: Dict[str, bytes] = field(default_factory=dict)
+    firmware: Optional[bytes] = None
+    unlocks: int = 0
+    alarm: bool = False
 
     def count(self, *types: int) -> int:
         """:returns: the number of templates of the given biometric types."""
         return sum(1 for template in self.templates.values() if template.type in types)
+
+    def count_of(self, pin: str, kind: int) -> int:
+        """:returns: the number of templates of one user and biometric type."""
+        return sum(1 for t in self.templates.values() if t.pin == pin and t.type == kind)
+
+    def table(self, name: str) -> Dict[Tuple[str, ...], Dict[str, str]]:
+        """:returns: the records of table ``name`` (upper case), by key."""
+        return self.records.setdefault(name.upper(), {})
 
     def delete_user(self, pin: str) -> None:
         """Remove a user with everything that belongs to them."""
         self.users.pop(pin, None)
         self.delete_templates(pin)
         self.biophotos = {k: v for k, v in self.biophotos.items() if k[0] != pin}
+        messages = self.table("USER_SMS")
+        for key in [key for key, record in messages.items() if record.get("pin") == pin]:
+            del messages[key]
 
     def delete_templates(
-        self, pin: str, kind: Optional[int] = None, no: Optional[int] = None
+        self, pin: Optional[str], kind: Optional[int] = None, no: Optional[int] = None
     ) -> None:
-        """Remove a user's templates, optionally only of one biometric type and number."""
+        """
+        Remove a user's templates (every user's when ``pin`` is None),
+        optionally only of one biometric type and number.
+        """
         self.templates = {
             key: template
             for key, template in self.templates.items()
             if not (
-                template.pin == pin
+                (pin is None or template.pin == pin)
                 and (kind is None or template.type == kind)
                 and (no is None or template.no == no)
             )
@@ -507,6 +625,9 @@ class VirtualDevice:
         self._options_pushed = False
         self._info_sent = False
         self._last_punch: Dict[str, datetime] = {}
+        self._handlers = self._command_handlers()
+        self._updates = self._update_handlers()
+        self._deletes = self._delete_handlers()
         digest = zlib.crc32(sn.encode("utf-8"))
         high, middle, low = digest >> 16 & 255, digest >> 8 & 255, digest & 255
         #: Made up from the serial number, stable across runs.
@@ -533,6 +654,11 @@ class VirtualDevice:
         if self._error_delay is not None:
             return self._error_delay
         return max(1.0, _float(self._option("ErrorDelay"), DEFAULT_ERROR_DELAY))
+
+    @property
+    def options_pushed(self) -> bool:
+        """Whether the options went up since the last handshake or ``RELOAD OPTIONS``."""
+        return self._options_pushed
 
     @property
     def stamps(self) -> Dict[str, str]:
@@ -577,6 +703,17 @@ class VirtualDevice:
         content_type: bytes = b"text/plain",
     ) -> Tuple[int, bytes]:
         query = "&".join(f"{key}={quote(value, safe=',.:-_~')}" for key, value in params)
+        return await self._http(
+            method, f"{self._url}/iclock/{endpoint}?{query}", body, content_type
+        )
+
+    async def _http(
+        self,
+        method: str,
+        url: str,
+        body: Optional[bytes] = None,
+        content_type: bytes = b"text/plain",
+    ) -> Tuple[int, bytes]:
         headers = {b"User-Agent": [USER_AGENT], b"Accept": [b"*/*"]}
         if body is not None:
             headers[b"Content-Type"] = [content_type]
@@ -584,7 +721,7 @@ class VirtualDevice:
         try:
             response = await self._client.request(
                 method,
-                f"{self._url}/iclock/{endpoint}?{query}",
+                url,
                 headers=headers,
                 data=body,
                 allow_redirects=False,
@@ -984,22 +1121,22 @@ class VirtualDevice:
         return replies
 
     async def _send_replies(self) -> None:
-        # Single-line replies share one body (vector 020); a multi-line INFO goes alone.
+        # Single-line replies share one body (vector 020); a multi-line one goes alone.
         while self._replies:
             count = 1
-            if "\n" not in self._replies[0].extra:
-                while count < len(self._replies) and "\n" not in self._replies[count].extra:
+            if not self._replies[0].multiline:
+                while count < len(self._replies) and not self._replies[count].multiline:
                     count += 1
-            text = "".join(reply.text() + "\n" for reply in self._replies[:count])
+            body = b"".join(reply.data(self.encoding) for reply in self._replies[:count])
             try:
-                status, body = await self._request(
+                status, answer = await self._request(
                     "POST",
                     "devicecmd",
                     [("SN", self.sn)],
-                    text.encode(self.encoding, "replace"),
+                    body,
                     b"application/octet-stream",
                 )
-                self._expect_ok("devicecmd", status, body)
+                self._expect_ok("devicecmd", status, answer)
             except DeviceError as e:
                 self._failed(e)
                 raise
@@ -1009,55 +1146,67 @@ class VirtualDevice:
         """
         Execute one command against :attr:`state` like a terminal would.
 
-        Supported: ``DATA UPDATE|DELETE|QUERY`` of users, fingerprints, faces,
-        unified templates and photos, ``CLEAR``, ``CHECK``, ``LOG``,
-        ``VERIFY SUM``, ``SET OPTION``, ``RELOAD OPTIONS``, ``INFO``,
-        ``REBOOT``, ``AC_UNLOCK``, ``AC_UNALARM``.  Anything else is answered
+        Every command of spec 12 is understood: ``DATA UPDATE`` and ``DATA
+        DELETE`` of every table of 12.1.1 and 12.1.2, ``DATA QUERY`` (the
+        records go up to ``cdata`` naming the command in ``CmdId``),
+        ``CLEAR``, ``CHECK``, ``LOG``, ``VERIFY SUM``, ``SET OPTION``,
+        ``RELOAD OPTIONS``, ``INFO``, ``GetFile``, ``PutFile`` (files, and
+        ``SyncData``/``AppendData`` packs), ``SHELL``, ``UPGRADE``,
+        ``ENROLL_FP``, ``ENROLL_MF``, ``ENROLL_BIO``, ``REBOOT``,
+        ``AC_UNLOCK`` and ``AC_UNALARM``.  Anything else is answered
         ``Return=-1002`` (not supported).
 
         :returns: the reply, not yet sent.
         """
         head, _, rest = command.partition(" ")
-        verb = head.upper()
-        if verb == "DATA":
-            action, _, rest = rest.partition(" ")
-            table, _, record = rest.partition(" ")
-            handler = {
-                "UPDATE": self._data_update,
-                "DELETE": self._data_delete,
-                "QUERY": self._data_query,
-            }.get(action.upper())
-            code = NOT_SUPPORTED
-            if handler is not None:
-                code = await handler(command_id, table.upper(), _fields(record))
-            return Reply(command_id, code, "DATA")
-        if verb == "CLEAR":
-            what = rest.strip().upper().replace(" ", "")
-            return Reply(command_id, self._clear(what), f"CLEAR_{what}")
-        if verb == "INFO":
-            lines = "".join(f"\n{key}={value}" for key, value in self.info())
-            return Reply(command_id, OK, "INFO", lines)
-        if verb == "SET" and rest.upper().startswith("OPTION"):
-            key, sep, value = rest[len("OPTION") :].strip().partition("=")
-            if not sep or not key.strip():
-                return Reply(command_id, BAD_PARAMETER, "SET OPTION")
-            self._set_option(key.strip(), value)
-            return Reply(command_id, OK, "SET OPTION")
-        if verb == "RELOAD" and rest.strip().upper() == "OPTIONS":
-            self._options_pushed = False
-            return Reply(command_id, OK, "RELOAD OPTIONS")
-        if verb == "VERIFY" and rest.upper().startswith("SUM"):
-            return self._verify_sum(command_id, rest)
-        if verb == "CHECK":
-            return Reply(command_id, await self._check(), "CHECK")
-        if verb == "LOG":
-            return Reply(command_id, await self._quietly(self.flush()), "LOG")
-        if verb == "REBOOT":
-            self.needs_handshake = True
-            return Reply(command_id, OK, "REBOOT")
-        if verb in ("AC_UNLOCK", "AC_UNALARM"):
-            return Reply(command_id, OK, verb)
-        return Reply(command_id, NOT_SUPPORTED, head)
+        handler = self._handlers.get(head.strip().upper())
+        if handler is None:
+            return Reply(command_id, NOT_SUPPORTED, head)
+        return await handler(command_id, rest)
+
+    def _command_handlers(self) -> Dict[str, Callable[[str, str], Awaitable[Reply]]]:
+        return {
+            "DATA": self._cmd_data,
+            "CLEAR": self._cmd_clear,
+            "CHECK": self._cmd_check,
+            "LOG": self._cmd_log,
+            "VERIFY": self._cmd_verify,
+            "SET": self._cmd_set,
+            "RELOAD": self._cmd_reload,
+            "INFO": self._cmd_info,
+            "GETFILE": self._cmd_get_file,
+            "PUTFILE": self._cmd_put_file,
+            "SHELL": self._cmd_shell,
+            "UPGRADE": self._cmd_upgrade,
+            "ENROLL_FP": self._cmd_enroll_fp,
+            "ENROLL_MF": self._cmd_enroll_mf,
+            "ENROLL_BIO": self._cmd_enroll_bio,
+            "REBOOT": self._cmd_reboot,
+            "AC_UNLOCK": self._cmd_unlock,
+            "AC_UNALARM": self._cmd_unalarm,
+        }
+
+    def _update_handlers(self) -> Dict[str, Callable[[Dict[str, str]], Awaitable[int]]]:
+        return {
+            "USERINFO": self._update_user,
+            "FINGERTMP": partial(self._update_template, kind=FINGERPRINT),
+            "FACE": partial(self._update_template, kind=FACE),
+            "FVEIN": partial(self._update_template, kind=FINGER_VEIN),
+            "BIODATA": self._update_biodata,
+            "USERPIC": self._update_userpic,
+            "BIOPHOTO": self._update_biophoto,
+        }
+
+    def _delete_handlers(self) -> Dict[str, Callable[[Dict[str, str]], int]]:
+        return {
+            "USERINFO": self._delete_user,
+            "FINGERTMP": partial(self._delete_templates, kind=FINGERPRINT, number="fid"),
+            "FACE": partial(self._delete_templates, kind=FACE, number=None),
+            "FVEIN": partial(self._delete_templates, kind=FINGER_VEIN, number="fid"),
+            "BIODATA": partial(self._delete_templates, kind=None, number="no"),
+            "USERPIC": self._delete_userpic,
+            "BIOPHOTO": self._delete_biophoto,
+        }
 
     async def _quietly(self, upload: Any) -> int:
         try:
@@ -1066,99 +1215,253 @@ class VirtualDevice:
             return READ_WRITE_ERROR
         return OK
 
-    async def _data_update(self, command_id: str, table: str, fields: Dict[str, str]) -> int:
+    async def _upload_enrollments(self) -> None:
+        """
+        Send new enrollments at once, as firmware does after a remote
+        enrollment; what the server does not take stays buffered.
+        """
+        for table in ("OPERLOG", "BIODATA"):
+            if self.allows(table):
+                await self._quietly(self._flush_table(table))
+
+    async def _download(self, url: str) -> Optional[bytes]:
+        """
+        GET a file from the server, as PutFile and BIOPHOTO ``Url`` do: a URL
+        that does not start with ``http://`` is relative to ``/iclock/``.
+
+        :returns: its bytes, or None when the server did not send them.
+        """
+        url = url.strip()
+        if not url:
+            return None
+        if not re.match(r"(?i)^https?://", url):
+            url = f"{self._url}/iclock/{url.lstrip('/')}"
+        try:
+            status, body = await self._http("GET", url)
+        except Unreachable:
+            return None
+        return body if status == 200 else None
+
+    # DATA (12.1)
+
+    async def _cmd_data(self, command_id: str, rest: str) -> Reply:
+        return Reply(command_id, await self._data(command_id, rest), "DATA")
+
+    async def _data(self, command_id: str, rest: str) -> int:
+        """``UPDATE|DELETE|QUERY <table> <record>``: :returns: the Return code."""
+        action, _, rest = rest.strip().partition(" ")
+        name, _, record = rest.partition(" ")
+        table, fields = name.strip().upper(), _fields(record)
+        action = action.upper()
+        if action == "QUERY":
+            return await self._data_query(command_id, table, fields)
+        if action == "UPDATE":
+            update = self._updates.get(table)
+            return await update(fields) if update else self._update_record(table, fields)
+        if action == "DELETE":
+            delete = self._deletes.get(table)
+            return delete(fields) if delete else self._delete_record(table, fields)
+        return NOT_SUPPORTED
+
+    def _owner(self, fields: Dict[str, str]) -> Tuple[str, int]:
+        """The PIN of a record that belongs to a user, and OK or why it cannot be stored."""
+        pin = fields.get("pin", "")
+        if not pin:
+            return pin, BAD_PARAMETER
+        return pin, OK if pin in self.state.users else NO_SUCH_USER
+
+    async def _update_user(self, fields: Dict[str, str]) -> int:
         pin = fields.get("pin", "")
         if not pin:
             return BAD_PARAMETER
-        if table == "USERINFO":
-            old = self.state.users.get(pin, User(pin))
-            self.state.users[pin] = User(
-                pin=pin,
-                name=fields.get("name", old.name),
-                privilege=_int(fields.get("pri"), old.privilege),
-                password=fields.get("passwd", old.password),
-                card=fields.get("card", old.card),
-                group=_int(fields.get("grp"), old.group),
-                timezones=fields.get("tz", old.timezones),
-                verify=_int(fields.get("verify"), old.verify),
-                vice_card=fields.get("vicecard", old.vice_card),
-                photo=old.photo,
-            )
-            return OK
-        user = self.state.users.get(pin)
-        if user is None:
-            return NO_SUCH_USER
-        if table == "USERPIC":
+        old = self.state.users.get(pin, User(pin))
+        self.state.users[pin] = User(
+            pin=pin,
+            name=fields.get("name", old.name),
+            privilege=_int(fields.get("pri"), old.privilege),
+            password=fields.get("passwd", old.password),
+            card=fields.get("card", old.card),
+            group=_int(fields.get("grp"), old.group),
+            timezones=fields.get("tz", old.timezones),
+            verify=_int(fields.get("verify"), old.verify),
+            vice_card=fields.get("vicecard", old.vice_card),
+            photo=old.photo,
+        )
+        return OK
+
+    async def _update_template(self, fields: Dict[str, str], kind: int) -> int:
+        """FINGERTMP, FACE and FVEIN: ``FID``, ``Size``, ``Valid``, ``TMP`` (FVEIN: ``Index``)."""
+        pin, code = self._owner(fields)
+        if code != OK:
+            return code
+        tmp = fields.get("tmp", "")
+        if _int(fields.get("size"), len(tmp)) != len(tmp):
+            return TEMPLATE_SIZE_MISMATCH
+        data = _b64(tmp)
+        if not data:
+            return BAD_TEMPLATE_FORMAT
+        fid = _int(fields.get("fid"), -1)
+        if fid < 0:
+            return BAD_PARAMETER
+        valid = _int(fields.get("valid"), 1)
+        if kind == FACE:  # a classic face is 12 templates: FID numbers them
+            template = Template(pin, FACE, index=fid, data=data, valid=valid)
+        else:
+            index = _int(fields.get("index"), 0) if kind == FINGER_VEIN else 0
+            template = Template(pin, kind, no=fid, index=index, data=data, valid=valid)
+        self.state.templates[template.key] = template
+        return OK
+
+    async def _update_biodata(self, fields: Dict[str, str]) -> int:
+        pin, code = self._owner(fields)
+        if code != OK:
+            return code
+        data = _b64(fields.get("tmp", ""))
+        if not data:
+            return BAD_TEMPLATE_FORMAT
+        template = Template(
+            pin,
+            type=_int(fields.get("type"), 0),
+            no=_int(fields.get("no"), 0),
+            index=_int(fields.get("index"), 0),
+            data=data,
+            major=fields.get("majorver", "0"),
+            minor=fields.get("minorver", "0"),
+            valid=_int(fields.get("valid"), 1),
+            duress=_int(fields.get("duress"), 0),
+            format=_int(fields.get("format"), 0),
+        )
+        self.state.templates[template.key] = template
+        return OK
+
+    async def _update_userpic(self, fields: Dict[str, str]) -> int:
+        pin, code = self._owner(fields)
+        if code != OK:
+            return code
+        content = fields.get("content", "")
+        if _int(fields.get("size"), len(content)) != len(content):
+            return PHOTO_SIZE_MISMATCH
+        photo = _b64(content)
+        if not photo:
+            return BAD_PARAMETER
+        self.state.users[pin] = replace(self.state.users[pin], photo=photo)
+        return OK
+
+    async def _update_biophoto(self, fields: Dict[str, str]) -> int:
+        """
+        A comparison photo, given as base64 (``Format=0``) or fetched from
+        ``Url`` (``Format=1``); with ``PostBackTmpFlag=1`` the template made
+        from it goes back to the server.
+        """
+        pin, code = self._owner(fields)
+        if code != OK:
+            return code
+        kind = fields.get("type", "0").strip()
+        photo: Optional[bytes]
+        if fields.get("format", "0").strip() == "1":
+            photo = await self._download(fields.get("url", ""))
+            if photo is None:
+                return SERVER_DATA_ERROR
+        else:
             content = fields.get("content", "")
             if _int(fields.get("size"), len(content)) != len(content):
                 return PHOTO_SIZE_MISMATCH
             photo = _b64(content)
-            if photo is None:
+            if not photo:
                 return BAD_PARAMETER
-            self.state.users[pin] = replace(user, photo=photo)
-            return OK
-        if table == "BIOPHOTO":
-            photo = _b64(fields.get("content", ""))
-            if photo is None:
-                return BAD_PARAMETER
-            self.state.biophotos[(pin, fields.get("type", "0"))] = photo
-            return OK
-        if table in ("FINGERTMP", "FACE"):
-            tmp = fields.get("tmp", "")
-            if _int(fields.get("size"), len(tmp)) != len(tmp):
-                return TEMPLATE_SIZE_MISMATCH
-            data = _b64(tmp)
-            if data is None:
-                return BAD_TEMPLATE_FORMAT
-            if table == "FINGERTMP":
-                template = Template(pin, FINGERPRINT, no=_int(fields.get("fid"), 0), data=data)
-            else:
-                template = Template(pin, FACE, index=_int(fields.get("fid"), 0), data=data)
-            self.state.templates[template.key] = template
-            return OK
-        if table == "BIODATA":
-            data = _b64(fields.get("tmp", ""))
-            if data is None:
-                return BAD_TEMPLATE_FORMAT
-            template = Template(
-                pin,
-                type=_int(fields.get("type"), 0),
-                no=_int(fields.get("no"), 0),
-                index=_int(fields.get("index"), 0),
-                data=data,
-                major=fields.get("majorver", "0"),
-                minor=fields.get("minorver", "0"),
-                valid=_int(fields.get("valid"), 1),
-                duress=_int(fields.get("duress"), 0),
-                format=_int(fields.get("format"), 0),
+        self.state.biophotos[(pin, kind)] = photo
+        if fields.get("postbacktmpflag", "0").strip() == "1":
+            major, minor = _BIO_VERSIONS.get(_int(kind, 0), ("0", "0"))
+            data = hashlib.sha256(photo).digest() * 16
+            self._store_templates(
+                [Template(pin, _int(kind, 0), data=data, major=major, minor=minor)]
             )
-            self.state.templates[template.key] = template
-            return OK
-        return NOT_SUPPORTED
+            await self._upload_enrollments()
+        return OK
 
-    async def _data_delete(self, command_id: str, table: str, fields: Dict[str, str]) -> int:
+    def _update_record(self, table: str, fields: Dict[str, str]) -> int:
+        """A record of one of :data:`RECORD_TABLES`, replacing the one with its key."""
+        keys = RECORD_TABLES.get(table)
+        if keys is None:
+            return NOT_SUPPORTED
+        key = tuple(fields.get(name, "").strip() for name in keys)
+        if not key[0]:
+            return BAD_PARAMETER
+        code = self._check_record(table, fields)
+        if code == OK:
+            self.state.table(table)[key] = dict(fields)
+        return code
+
+    def _check_record(self, table: str, fields: Dict[str, str]) -> int:
+        """What firmware checks before it stores a record of :data:`RECORD_TABLES`."""
+        if table == "ADPIC":
+            content = fields.get("content", "")
+            if _int(fields.get("size"), len(content)) != len(content):
+                return PHOTO_SIZE_MISMATCH
+            if not _b64(content) or not fields.get("extension"):
+                return BAD_PARAMETER
+        elif table == "SMS":
+            tag = _int(fields.get("tag"), 0)
+            if not fields.get("msg") or tag not in (253, 254, 255) or _time(fields) is None:
+                return BAD_PARAMETER
+        elif table == "USER_SMS":
+            if not fields.get("uid", "").strip():
+                return BAD_PARAMETER
+            if fields["pin"] not in self.state.users:
+                return NO_SUCH_USER
+        elif table == "IDCARD":
+            for name in ("photo", "fptemplate1", "fptemplate2"):
+                if name in fields and not _b64(fields[name]):
+                    return BAD_PARAMETER
+        return OK
+
+    def _delete_user(self, fields: Dict[str, str]) -> int:
         pin = fields.get("pin", "")
         if not pin:
             return BAD_PARAMETER
-        if table == "USERINFO":
-            self.state.delete_user(pin)
-        elif table == "FINGERTMP":
-            no = _int(fields["fid"], -1) if "fid" in fields else None
-            self.state.delete_templates(pin, FINGERPRINT, no)
-        elif table == "FACE":
-            self.state.delete_templates(pin, FACE)
-        elif table == "BIODATA":
-            kind = _int(fields["type"], -1) if "type" in fields else None
-            no = _int(fields["no"], -1) if "no" in fields else None
-            self.state.delete_templates(pin, kind, no)
-        elif table == "USERPIC":
-            user = self.state.users.get(pin)
-            if user is not None:
-                self.state.users[pin] = replace(user, photo=None)
-        elif table == "BIOPHOTO":
-            self.state.biophotos = {k: v for k, v in self.state.biophotos.items() if k[0] != pin}
-        else:
+        self.state.delete_user(pin)
+        return OK
+
+    def _delete_templates(
+        self, fields: Dict[str, str], kind: Optional[int], number: Optional[str]
+    ) -> int:
+        """A user's templates of a type (BIODATA: ``Type``), or only number ``number``."""
+        pin = fields.get("pin", "")
+        if not pin:
+            return BAD_PARAMETER
+        if kind is None and "type" in fields:
+            kind = _int(fields["type"], -1)
+        no = _int(fields[number], -1) if number is not None and number in fields else None
+        self.state.delete_templates(pin, kind, no)
+        return OK
+
+    def _delete_userpic(self, fields: Dict[str, str]) -> int:
+        pin = fields.get("pin", "")
+        if not pin:
+            return BAD_PARAMETER
+        user = self.state.users.get(pin)
+        if user is not None:
+            self.state.users[pin] = replace(user, photo=None)
+        return OK
+
+    def _delete_biophoto(self, fields: Dict[str, str]) -> int:
+        pin = fields.get("pin", "")
+        if not pin:
+            return BAD_PARAMETER
+        self.state.biophotos = {k: v for k, v in self.state.biophotos.items() if k[0] != pin}
+        return OK
+
+    def _delete_record(self, table: str, fields: Dict[str, str]) -> int:
+        """Remove the records of :data:`RECORD_TABLES` whose fields match all of ``fields``."""
+        if table not in RECORD_TABLES:
             return NOT_SUPPORTED
+        if not fields:
+            return BAD_PARAMETER
+        records = self.state.table(table)
+        for key in [k for k, r in records.items() if _matches(r, fields)]:
+            del records[key]
+        if table == "SMS":  # the message leaves the users' lists too
+            self._delete_record("USER_SMS", {"uid": fields.get("uid", "")})
         return OK
 
     async def _data_query(self, command_id: str, table: str, fields: Dict[str, str]) -> int:
@@ -1215,6 +1518,12 @@ class VirtualDevice:
                 return code
         return OK
 
+    # CLEAR, CHECK, options (12.2-12.4)
+
+    async def _cmd_clear(self, command_id: str, rest: str) -> Reply:
+        what = rest.strip().upper().replace(" ", "")
+        return Reply(command_id, self._clear(what), f"CLEAR_{what}")
+
     def _clear(self, what: str) -> int:
         state = self.state
         if what == "LOG":
@@ -1229,30 +1538,13 @@ class VirtualDevice:
             state.attlogs.clear()
             state.photos.clear()
             state.biophotos.clear()
+            state.records.clear()
         else:
             return NOT_SUPPORTED
         return OK
 
-    def _set_option(self, key: str, value: str) -> None:
-        self.state.settings[key] = value
-        for known in list(self.server_options):
-            if known.lower() == key.lower():
-                self.server_options[known] = value
-                return
-        if key.lower() in ("delay", "errordelay", "transflag", "timezone", "realtime"):
-            self.server_options[key] = value
-
-    def _verify_sum(self, command_id: str, rest: str) -> Reply:
-        record = rest[len("SUM") :].strip()
-        if record.upper().startswith("ATTLOG"):
-            record = record[len("ATTLOG") :].strip()
-        fields = _fields(record)
-        span = _span(fields)
-        if span is None:
-            return Reply(command_id, BAD_PARAMETER, "VERIFY SUM")
-        total = sum(1 for p in self.state.attlogs if span[0] <= p.time <= span[1])
-        extra = f"&StartTime={fields['starttime']}&EndTime={fields['endtime']}&AttlogSum={total}"
-        return Reply(command_id, OK, "VERIFY SUM", extra)
+    async def _cmd_check(self, command_id: str, rest: str) -> Reply:
+        return Reply(command_id, await self._check(), "CHECK")
 
     async def _check(self) -> int:
         """Read the options again; a zero ``ATTLOGStamp`` asks for every punch again."""
@@ -1265,6 +1557,265 @@ class VirtualDevice:
             for record in self.state.attlogs:
                 self._queue("ATTLOG", record.line())
         return OK
+
+    async def _cmd_log(self, command_id: str, rest: str) -> Reply:
+        return Reply(command_id, await self._quietly(self.flush()), "LOG")
+
+    async def _cmd_verify(self, command_id: str, rest: str) -> Reply:
+        if not rest.upper().startswith("SUM"):
+            return Reply(command_id, NOT_SUPPORTED, "VERIFY")
+        record = rest[len("SUM") :].strip()
+        if record.upper().startswith("ATTLOG"):
+            record = record[len("ATTLOG") :].strip()
+        fields = _fields(record)
+        span = _span(fields)
+        if span is None:
+            return Reply(command_id, BAD_PARAMETER, "VERIFY SUM")
+        total = sum(1 for p in self.state.attlogs if span[0] <= p.time <= span[1])
+        extra = f"&StartTime={fields['starttime']}&EndTime={fields['endtime']}&AttlogSum={total}"
+        return Reply(command_id, OK, "VERIFY SUM", extra)
+
+    async def _cmd_set(self, command_id: str, rest: str) -> Reply:
+        if not rest.upper().startswith("OPTION"):
+            return Reply(command_id, NOT_SUPPORTED, "SET")
+        key, sep, value = rest[len("OPTION") :].strip().partition("=")
+        if not sep or not key.strip():
+            return Reply(command_id, BAD_PARAMETER, "SET OPTION")
+        self._set_option(key.strip(), value)
+        return Reply(command_id, OK, "SET OPTION")
+
+    def _set_option(self, key: str, value: str) -> None:
+        self.state.settings[key] = value
+        for known in list(self.server_options):
+            if known.lower() == key.lower():
+                self.server_options[known] = value
+                return
+        if key.lower() in ("delay", "errordelay", "transflag", "timezone", "realtime"):
+            self.server_options[key] = value
+
+    async def _cmd_reload(self, command_id: str, rest: str) -> Reply:
+        if rest.strip().upper() != "OPTIONS":
+            return Reply(command_id, NOT_SUPPORTED, "RELOAD")
+        self._options_pushed = False
+        return Reply(command_id, OK, "RELOAD OPTIONS")
+
+    async def _cmd_info(self, command_id: str, rest: str) -> Reply:
+        lines = "".join(f"\n{key}={value}" for key, value in self.info())
+        return Reply(command_id, OK, "INFO", lines)
+
+    # Files (12.5), SHELL and UPGRADE (12.8)
+
+    def files(self) -> Dict[str, bytes]:
+        """
+        The files ``GetFile``, ``SHELL`` and ``PutFile`` see, by absolute
+        path: ``attlog.dat`` (the punches as ATTLOG lines), ``user.dat`` (the
+        ``USER`` lines) and ``options.cfg`` (the ``INFO`` options) in
+        :data:`HOME`, made from the data, and every file ``PutFile`` and
+        ``UPGRADE`` wrote (:attr:`DeviceState.files`).
+        """
+        state, codec = self.state, self.encoding
+        made = {
+            HOME + "attlog.dat": "".join(p.line() + "\n" for p in state.attlogs),
+            HOME + "user.dat": "".join(u.line() + "\n" for u in state.users.values()),
+            HOME + "options.cfg": "".join(f"{k}={v}\n" for k, v in self.info()),
+        }
+        files = {path: text.encode(codec, "replace") for path, text in made.items()}
+        files.update(state.files)
+        return files
+
+    async def _cmd_get_file(self, command_id: str, rest: str) -> Reply:
+        """12.5.1: the file in the multi-line reply; ``Return=-2`` alone when there is none."""
+        name = rest.strip()
+        content = self.files().get(_device_path(name)) if name else None
+        if content is None:
+            return Reply(command_id, FILE_NOT_FOUND, "GetFile")  # vector 021
+        lines = (
+            ("SN", self.sn),
+            ("FILENAME", name),
+            ("CMD", "GetFile"),
+            ("Return", str(len(content))),
+        )
+        return Reply(command_id, len(content), "GetFile", lines=lines, content=content)
+
+    async def _cmd_put_file(self, command_id: str, rest: str) -> Reply:
+        """
+        12.5.2: download ``URL``; function 1 saves it at ``FilePath`` (a
+        ``.tgz`` is unpacked into a folder) and answers its size; function 2
+        applies the ``DATA UPDATE`` lines of the pack: ``SyncData`` replaces
+        the device's data of ``TableName`` and answers how many commands were
+        processed, ``AppendData`` adds to it and answers the size.
+        """
+        parts = [part.strip() for part in rest.split("\t")]
+        positional = [part for part in parts if part and "=" not in part]
+        options = _fields("\t".join(part for part in parts if "=" in part))
+        if not positional:
+            return self._put_reply(command_id, BAD_PARAMETER)
+        url, path = positional[0], positional[1] if len(positional) > 1 else ""
+        action = options.get("action", "").strip().lower()
+        table = options.get("tablename", "").strip().upper()
+        if action not in ("", "syncdata", "appenddata") or (
+            action == "syncdata" and table not in _SYNC_TABLES
+        ):
+            return self._put_reply(command_id, BAD_PARAMETER)
+        data = await self._download(url)
+        if data is None:
+            return self._put_reply(command_id, SERVER_DATA_ERROR)
+        if action:
+            processed = await self._apply_pack(data, table if action == "syncdata" else "")
+            return self._put_reply(command_id, processed if action == "syncdata" else len(data))
+        return self._put_reply(command_id, self._save(url, path, data))
+
+    @staticmethod
+    def _put_reply(command_id: str, code: int) -> Reply:
+        return Reply(command_id, code, "PutFile", lines=(("Return", str(code)), ("CMD", "PutFile")))
+
+    def _save(self, url: str, path: str, data: bytes) -> int:
+        """PutFile function 1: :returns: the size, or an error when a .tgz is unreadable."""
+        name = posixpath.basename(urlsplit(url).path) or "download"
+        if name.lower().endswith((".tgz", ".tar.gz")):
+            members = _unpack(data)
+            if members is None:
+                return READ_WRITE_ERROR
+            folder = HOME if not path or path.lower().endswith((".tgz", ".tar.gz")) else path
+            for member, content in members:
+                self.state.files[_device_path(posixpath.join(folder, member))] = content
+        else:
+            target = path if path and not path.endswith("/") else posixpath.join(path, name)
+            self.state.files[_device_path(target)] = data
+        return len(data)
+
+    async def _apply_pack(self, data: bytes, sync_table: str) -> int:
+        """
+        Run the ``C:<n>:DATA ...`` lines of a pack; with ``sync_table`` the
+        pack first replaces that table (users not in it are deleted).
+
+        :returns: how many commands succeeded.
+        """
+        commands = parse_commands(_pack_text(data), self.encoding)
+        if sync_table == "USERINFO":
+            keep = {_record_of(command).get("pin") for _, command in commands}
+            for pin in [pin for pin in self.state.users if pin not in keep]:
+                self.state.delete_user(pin)
+        elif sync_table == "FINGERTMP":
+            self.state.delete_templates(None, FINGERPRINT)
+        elif sync_table == "FACE":
+            self.state.delete_templates(None, FACE)
+        processed = 0
+        for number, command in commands:
+            head, _, rest = command.partition(" ")
+            if head.upper() == "DATA" and await self._data(number, rest) == OK:
+                processed += 1
+        return processed
+
+    async def _cmd_shell(self, command_id: str, rest: str) -> Reply:
+        """12.8.1: the exit status and the output, in the multi-line reply."""
+        now = datetime.fromtimestamp(int(self._clock.seconds()))
+        status, output = _shell(self.files(), now, rest.strip())
+        lines = (
+            ("SN", self.sn),
+            ("Return", str(status)),
+            ("CMD", "Shell"),
+            ("FILENAME", "shellout.txt"),
+        )
+        return Reply(command_id, status, "Shell", lines=lines, content=output)
+
+    async def _cmd_upgrade(self, command_id: str, rest: str) -> Reply:
+        """
+        12.8.2: fetch ``GET /iclock/file?SN=..&url=..``, decode it from base64
+        (method 1; method 2 has ``type=1`` and sends the file as is), check
+        size and MD5, install it and restart.  ``-1008`` when the server did
+        not send the file, ``-3`` when it is not what the command described.
+        """
+        fields: Dict[str, str] = {}
+        for part in rest.split(","):
+            key, _, value = part.partition("=")
+            fields[key.strip().lower()] = value.strip()
+        url, checksum = fields.get("url", ""), fields.get("checksum", "").lower()
+        size = _int(fields.get("size"), -1)
+        if not url or not checksum or size < 0:
+            return Reply(command_id, BAD_PARAMETER, "UPGRADE")
+        try:
+            status, body = await self._request("GET", "file", [("SN", self.sn), ("url", url)])
+        except Unreachable:
+            return Reply(command_id, SERVER_DATA_ERROR, "UPGRADE")
+        if status != 200:
+            return Reply(command_id, SERVER_DATA_ERROR, "UPGRADE")
+        image = body if fields.get("type") == "1" else _b64(body.decode("ascii", "replace"))
+        if image is None or len(image) != size or _md5(image) != checksum:
+            return Reply(command_id, READ_WRITE_ERROR, "UPGRADE")
+        self.state.firmware = image
+        self.state.files[HOME + "emfw.cfg"] = image
+        self.needs_handshake = True  # the terminal restarts into the new firmware
+        return Reply(command_id, OK, "UPGRADE")
+
+    # Remote enrollment (12.6)
+
+    def _enrolled_user(self, pin: str, card: str = "") -> User:
+        """The user a remote enrollment is for, created (and uploaded) if new."""
+        user = self.state.users.get(pin)
+        if user is None or (card and user.card != card):
+            user = replace(user or User(pin), card=card or (user.card if user else ""))
+            self._store_users([user])
+        return user
+
+    async def _cmd_enroll_fp(self, command_id: str, rest: str) -> Reply:
+        """12.6.1: a new fingerprint, uploaded as an ``FP`` line; 2 if it exists and OVERWRITE=0."""
+        fields = _fields(rest)
+        pin, fid = fields.get("pin", ""), _int(fields.get("fid"), -1)
+        if not pin or not 0 <= fid <= 9:
+            return Reply(command_id, BAD_PARAMETER, "ENROLL_FP")
+        if (pin, FINGERPRINT, fid, 0) in self.state.templates and not _overwrite(fields):
+            return Reply(command_id, ENROLL_EXISTS, "ENROLL_FP")
+        self._enrolled_user(pin)
+        self._store_templates([Template(pin, FINGERPRINT, no=fid, data=self._random_bytes(600))])
+        await self._upload_enrollments()
+        return Reply(command_id, OK, "ENROLL_FP")
+
+    async def _cmd_enroll_mf(self, command_id: str, rest: str) -> Reply:
+        """12.6.2: a card is read and given to the user, uploaded as a ``USER`` line."""
+        pin = _fields(rest).get("pin", "")
+        if not pin:
+            return Reply(command_id, ENROLL_MF_BAD_PARAMETER, "ENROLL_MF")
+        self._enrolled_user(pin, card=str(self._rng.randrange(10**9, 10**10)))
+        await self._upload_enrollments()
+        return Reply(command_id, OK, "ENROLL_MF")
+
+    async def _cmd_enroll_bio(self, command_id: str, rest: str) -> Reply:
+        """
+        12.6.3: a new template of ``TYPE`` (the types of ``MultiBioDataSupport``:
+        fingerprint, palm, visible-light face), uploaded; 2 if the user has
+        one and OVERWRITE=0.
+        """
+        fields = _fields(rest)
+        pin, kind = fields.get("pin", ""), _int(fields.get("type"), -1)
+        if not pin or not 0 <= kind <= 9:
+            return Reply(command_id, BAD_PARAMETER, "ENROLL_BIO")
+        if kind not in _BIO_VERSIONS:
+            return Reply(command_id, NOT_SUPPORTED, "ENROLL_BIO")
+        if self.state.count_of(pin, kind) and not _overwrite(fields):
+            return Reply(command_id, ENROLL_EXISTS, "ENROLL_BIO")
+        self.state.delete_templates(pin, kind)
+        self._enrolled_user(pin, card=fields.get("cardno", "").strip())
+        major, minor = _BIO_VERSIONS[kind]
+        size = 1500 if kind == VISIBLE_FACE else 600
+        template = Template(pin, kind, data=self._random_bytes(size), major=major, minor=minor)
+        self._store_templates([template])
+        await self._upload_enrollments()
+        return Reply(command_id, OK, "ENROLL_BIO")
+
+    # Control (12.7)
+
+    async def _cmd_reboot(self, command_id: str, rest: str) -> Reply:
+        self.needs_handshake = True
+        return Reply(command_id, OK, "REBOOT")
+
+    async def _cmd_unlock(self, command_id: str, rest: str) -> Reply:
+        self.state.unlocks += 1
+        return Reply(command_id, OK, "AC_UNLOCK")
+
+    async def _cmd_unalarm(self, command_id: str, rest: str) -> Reply:
+        self.state.alarm = False
+        return Reply(command_id, OK, "AC_UNALARM")
 
     # Life cycle
 
@@ -1414,6 +1965,126 @@ def _span(fields: Dict[str, str]) -> Optional[Tuple[datetime, datetime]]:
     except (KeyError, ValueError):
         return None
     return start, end
+
+
+def _time(fields: Dict[str, str], name: str = "starttime") -> Optional[datetime]:
+    try:
+        return datetime.strptime(fields.get(name, "").strip(), _TIME_FORMAT)
+    except ValueError:
+        return None
+
+
+def _matches(record: Dict[str, str], condition: Dict[str, str]) -> bool:
+    return all(record.get(key, "").strip() == value.strip() for key, value in condition.items())
+
+
+def _overwrite(fields: Dict[str, str]) -> bool:
+    return fields.get("overwrite", "0").strip() == "1"
+
+
+def _record_of(command: str) -> Dict[str, str]:
+    """The fields of ``DATA <action> <table> <record>``."""
+    parts = command.split(" ", 3)
+    return _fields(parts[3]) if len(parts) == 4 else {}
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _device_path(name: str) -> str:
+    """An absolute path on the device; relative ones are in :data:`HOME`."""
+    return posixpath.normpath(name if name.startswith("/") else posixpath.join(HOME, name))
+
+
+def _unpack(data: bytes) -> Optional[List[Tuple[str, bytes]]]:
+    """The regular files of a (gzip) tar as ``(name, bytes)``, or None if it is not one."""
+    members = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            for member in archive.getmembers():
+                handle = archive.extractfile(member) if member.isfile() else None
+                name = posixpath.normpath(member.name.lstrip("/"))
+                if handle is not None and not name.startswith(".."):
+                    members.append((name, handle.read()))
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        return None
+    return members
+
+
+def _pack_text(data: bytes) -> bytes:
+    """The command lines of a PutFile pack: a tgz (every member), a gzip, or plain text."""
+    members = _unpack(data)
+    if members is not None:
+        return b"\n".join(content.rstrip(b"\n") for _, content in members)
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        return data
+
+
+def _shell(files: Mapping[str, bytes], now: datetime, line: str) -> Tuple[int, bytes]:
+    """
+    Run ``line`` as a terminal's busybox would, over its ``files``:
+    ``ls [-l] [path...]``, ``cat``, ``md5sum``, ``echo``, ``pwd``, ``date``,
+    ``uname [-a]``; anything else is ``not found`` (127).
+
+    :returns: the exit status and the output, both deterministic.
+    """
+    words = line.split()
+    if not words:
+        return 0, b""
+    program, args = words[0], words[1:]
+    names = [arg for arg in args if not arg.startswith("-")]
+    if program == "ls":
+        return _ls(files, names or [HOME], "-l" in args)
+    if program in ("cat", "md5sum"):
+        out, status = [], 0
+        for name in names:
+            content = files.get(_device_path(name))
+            if content is None:
+                out.append(f"{program}: can't open '{name}': No such file or directory\n".encode())
+                status = 1
+            elif program == "cat":
+                out.append(content)
+            else:
+                out.append(f"{_md5(content)}  {name}\n".encode())
+        return status, b"".join(out)
+    simple = {
+        "echo": " ".join(args),
+        "pwd": HOME.rstrip("/"),
+        "date": now.strftime("%a %b %d %H:%M:%S %Y"),
+        "uname": "Linux ZAM170 3.0.8 #1 PREEMPT armv7l GNU/Linux" if "-a" in args else "Linux",
+    }
+    if program in simple:
+        return 0, (simple[program] + "\n").encode("utf-8")
+    return 127, f"sh: {program}: not found\n".encode("utf-8", "replace")
+
+
+def _ls(files: Mapping[str, bytes], names: Sequence[str], long: bool) -> Tuple[int, bytes]:
+    out, status = [], 0
+    for name in names:
+        path = _device_path(name)
+        entries: Dict[str, Optional[bytes]] = {}  # name -> content, None for a folder
+        if path in files:
+            entries[name] = files[path]
+        prefix = path.rstrip("/") + "/"
+        for known, content in files.items():
+            if known.startswith(prefix):
+                child, _, deeper = known[len(prefix) :].partition("/")
+                entries[child] = None if deeper else content
+        if not entries and path not in ("/", HOME.rstrip("/")):
+            out.append(f"ls: {name}: No such file or directory\n")
+            status = 1
+        for child in sorted(entries):
+            data = entries[child]
+            if long:
+                mode = "drwxr-xr-x" if data is None else "-rw-r--r--"
+                size = 0 if data is None else len(data)
+                out.append(f"{mode}    1 root     root     {size:>8} {child}\n")
+            else:
+                out.append(child + "\n")
+    return status, "".join(out).encode("utf-8", "replace")
 
 
 def _b64(text: str) -> Optional[bytes]:

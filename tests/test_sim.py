@@ -10,10 +10,15 @@ subprocess against a closed port.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import io
 import random
 import socket
 import subprocess
 import sys
+import tarfile
 from collections import deque
 from datetime import datetime
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -30,6 +35,7 @@ from pushd.sim import (
     NotAuthorized,
     Punch,
     Rejected,
+    Reply,
     Template,
     User,
     VirtualDevice,
@@ -75,6 +81,8 @@ class FakeServer(Resource):
         self.photos: List[bytes] = []
         self.commands: Deque[Tuple[str, str]] = deque()
         self.replies: List[bytes] = []
+        #: What ``/iclock/file/<path>`` and ``/iclock/file?url=<path>`` serve, by path.
+        self.files: Dict[str, bytes] = {}
         #: (time, method, endpoint, query arguments, headers, body) of every request.
         self.log: List[Tuple[float, str, str, Dict[str, str], Any, bytes]] = []
 
@@ -95,6 +103,13 @@ class FakeServer(Resource):
         self.log.append(
             (self.clock.seconds(), method, endpoint, args, request.requestHeaders, body)
         )
+        path = request.path.decode()
+        if path == "/iclock/file" or path.startswith("/iclock/file/"):
+            content = self.files.get(args.get("url") or path[len("/iclock/file/") :])
+            if content is None:
+                request.setResponseCode(404)
+                return b"no such file"
+            return content
         if endpoint == "cdata" and method == "GET":
             if self.refuse_handshakes:
                 self.refuse_handshakes -= 1
@@ -413,7 +428,7 @@ def test_commands_executed_and_replied(device, server, stub, clock):
             ("4", "DATA UPDATE FINGERTMP PIN=99\tFID=2\tSize=4\tValid=1\tTMP=AQID"),
             ("5", "SET OPTION Delay=3"),
             ("6", "INFO"),
-            ("7", "SHELL ls /"),
+            ("7", "FORMAT DISK"),
         ]
     )
     settle(stub, clock, device.handshake())
@@ -425,7 +440,7 @@ def test_commands_executed_and_replied(device, server, stub, clock):
         ("4", -10, "DATA"),
         ("5", 0, "SET OPTION"),
         ("6", 0, "INFO"),
-        ("7", -1002, "SHELL"),
+        ("7", -1002, "FORMAT"),
     ]
     assert device.state.users["7"].name == "Ann"
     assert device.state.users["7"].privilege == 14
@@ -441,7 +456,7 @@ def test_commands_executed_and_replied(device, server, stub, clock):
     assert info_lines[0] == "ID=6&Return=0&CMD=INFO"
     assert "UserCount=1" in info_lines and "FPCount=1" in info_lines
     assert "~OEMVendor=ZKTeco Co., Ltd." in info_lines
-    assert unknown == b"ID=7&Return=-1002&CMD=SHELL\n"
+    assert unknown == b"ID=7&Return=-1002&CMD=FORMAT\n"
     [request] = server.requests("devicecmd")[:1]
     assert request["args"] == {"SN": SN}
     assert device.stats.commands == 7
@@ -534,6 +549,384 @@ def test_unanswered_replies_are_sent_again(device, server, stub, clock):
         settle(stub, clock, device.poll())
     settle(stub, clock, device.poll())
     assert server.replies == [b"ID=1&Return=0&CMD=AC_UNLOCK\n"]
+
+
+def run_commands(device, server, stub, clock, *commands: str) -> List[Any]:
+    """Queue ``(id, command)`` pairs numbered from 1, poll once: the replies."""
+    server.commands.extend((str(n), command) for n, command in enumerate(commands, 1))
+    return settle(stub, clock, device.poll())
+
+
+def codes(replies) -> List[int]:
+    return [reply.code for reply in replies]
+
+
+def test_data_updates_of_the_other_tables_are_kept(device, server, stub, clock):
+    """IDCARD, SMS, USER_SMS, ADPIC, WORKCODE, ShortcutKey, Acc*, Blacklist, FVEIN (12.1.1)."""
+    device.enroll(1)
+    picture = base64.b64encode(b"\xff\xd8picture\xff\xd9").decode()
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "DATA UPDATE IDCARD PIN=0\tIDNum=11010119900307001X\tName=Zhang San\tGender=1",
+        "DATA UPDATE SMS MSG=Hello all\tTAG=253\tUID=5\tMIN=60\tStartTime=2024-01-02 08:00:00",
+        "DATA UPDATE USER_SMS PIN=1\tUID=5",
+        f"DATA UPDATE ADPIC Index=1\tSize={len(picture)}\tExtension=jpg\tContent={picture}",
+        "DATA UPDATE WORKCODE PIN=1\tCODE=8\tNAME=Night shift",
+        "DATA UPDATE ShortcutKey KeyID=1\tKeyFun=1\tStatusCode=0\tShowName=Check-In",
+        "DATA UPDATE AccGroup ID=1\tVerify=0\tValidHoliday=1\tTZ=1;1;0;0",
+        "DATA UPDATE AccTimeZone UID=2\tSunStart=0\tSunEnd=2359\tMonStart=800\tMonEnd=1159",
+        "DATA UPDATE AccHoliday UID=1\tHolidayName=Holiday\tStartDate=1123\tEndDate=1125",
+        "DATA UPDATE AccUnLockComb UID=1\tGroup1=1\tGroup2=2\tGroup3=0\tGroup4=0\tGroup5=0",
+        "DATA UPDATE Blacklist IDNum=11010119900307001X",
+        "DATA UPDATE FVEIN Pin=1\tFID=2\tIndex=1\tValid=1\tSize=4\tTmp=AQID",
+    )
+    assert codes(replies) == [0] * 12
+    assert [reply.cmd for reply in replies] == ["DATA"] * 12
+    records = device.state.records
+    assert records["IDCARD"][("0", "11010119900307001X")]["name"] == "Zhang San"
+    assert records["SMS"][("5",)]["msg"] == "Hello all"
+    assert ("1", "5") in records["USER_SMS"]
+    assert records["ADPIC"][("1",)]["extension"] == "jpg"
+    assert records["WORKCODE"][("8",)]["name"] == "Night shift"
+    assert records["SHORTCUTKEY"][("1",)]["showname"] == "Check-In"
+    assert records["ACCGROUP"][("1",)]["tz"] == "1;1;0;0"
+    assert records["ACCTIMEZONE"][("2",)]["monend"] == "1159"
+    assert records["ACCHOLIDAY"][("1",)]["startdate"] == "1123"
+    assert records["ACCUNLOCKCOMB"][("1",)]["group2"] == "2"
+    assert ("11010119900307001X",) in records["BLACKLIST"]
+    assert device.state.templates[("1", 7, 2, 1)].data == b"\x01\x02\x03"
+
+
+def test_data_updates_are_checked_like_firmware_does(device, server, stub, clock):
+    """Bad sizes, unknown users, bad values and unknown tables get their Appendix 1 code."""
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "DATA UPDATE ADPIC Index=1\tSize=99\tExtension=jpg\tContent=AAAA",
+        "DATA UPDATE USER_SMS PIN=42\tUID=5",
+        "DATA UPDATE SMS MSG=x\tTAG=7\tUID=5\tMIN=1\tStartTime=2024-01-02 08:00:00",
+        "DATA UPDATE SMS MSG=x\tTAG=253\tUID=5\tMIN=1\tStartTime=yesterday",
+        "DATA UPDATE WORKCODE PIN=1\tNAME=no code",
+        "DATA UPDATE FVEIN Pin=42\tFID=2\tIndex=1\tSize=4\tTmp=AQID",
+        "DATA UPDATE NOSUCHTABLE PIN=1",
+        "DATA FROB USERINFO PIN=1",
+        "DATA QUERY WORKCODE",
+    )
+    assert codes(replies) == [-2, -10, -1, -1, -1, -10, -1002, -1002, -1002]
+    assert device.state.records.get("SMS", {}) == {}
+
+
+def test_data_deletes_of_the_other_tables(device, server, stub, clock):
+    """SMS (with its user links), WORKCODE, ADPIC by their keys; FVEIN by finger."""
+    device.enroll(1)
+    run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "DATA UPDATE SMS MSG=a\tTAG=254\tUID=5\tMIN=1\tStartTime=2024-01-02 08:00:00",
+        "DATA UPDATE SMS MSG=b\tTAG=254\tUID=6\tMIN=1\tStartTime=2024-01-02 08:00:00",
+        "DATA UPDATE USER_SMS PIN=1\tUID=5",
+        "DATA UPDATE USER_SMS PIN=1\tUID=6",
+        "DATA UPDATE WORKCODE PIN=1\tCODE=8\tNAME=",
+        "DATA UPDATE ADPIC Index=1\tSize=4\tExtension=jpg\tContent=AAAA",
+        "DATA UPDATE FVEIN Pin=1\tFID=2\tIndex=0\tSize=4\tTmp=AQID",
+        "DATA UPDATE FVEIN Pin=1\tFID=3\tIndex=0\tSize=4\tTmp=AQID",
+    )
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "DATA DELETE SMS UID=5",
+        "DATA DELETE WORKCODE CODE=8",
+        "DATA DELETE ADPIC Index=1",
+        "DATA DELETE FVEIN Pin=1\tFID=2",
+        "DATA DELETE SMS",
+    )
+    assert codes(replies) == [0, 0, 0, 0, -1]
+    records = device.state.records
+    assert list(records["SMS"]) == [("6",)] and list(records["USER_SMS"]) == [("1", "6")]
+    assert records["WORKCODE"] == {} and records["ADPIC"] == {}
+    veins = [key for key in device.state.templates if key[1] == 7]
+    assert veins == [("1", 7, 3, 0)]
+
+
+def test_clear_data_clears_the_other_tables_too(device, server, stub, clock):
+    device.enroll(1)
+    device.state.table("WORKCODE")[("8",)] = {"code": "8"}
+    [reply] = run_commands(device, server, stub, clock, "CLEAR DATA")
+    assert (reply.code, reply.cmd) == (0, "CLEAR_DATA")
+    assert device.state.records == {} and device.state.users == {}
+
+
+def test_get_file_answers_in_the_multiline_form_with_exact_bytes(device, server, stub, clock):
+    """12.5.1: ID, SN, FILENAME, CMD, Return (the size) lines, then Content= and the bytes."""
+    settle(stub, clock, device.upload_attlog(punches(2)))
+    device.state.files["/mnt/mtdblock/bin.dat"] = b"\x00\n\r\xff" * 3
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "GetFile attlog.dat",
+        "GetFile /mnt/mtdblock/bin.dat",
+        "GetFile missing.dat",
+        "AC_UNLOCK",
+    )
+    attlog = b"".join(line + b"\n" for line in server.stored["ATTLOG"])
+    assert codes(replies) == [len(attlog), 12, -2, 0]
+    assert server.replies == [
+        b"ID=1\nSN=SIM0001\nFILENAME=attlog.dat\nCMD=GetFile\nReturn=%d\nContent=" % len(attlog)
+        + attlog,
+        b"ID=2\nSN=SIM0001\nFILENAME=/mnt/mtdblock/bin.dat\nCMD=GetFile\nReturn=12\nContent="
+        + b"\x00\n\r\xff" * 3,
+        b"ID=3&Return=-2&CMD=GetFile\nID=4&Return=0&CMD=AC_UNLOCK\n",  # vector 021
+    ]
+    assert device.state.unlocks == 1
+
+
+def test_files_made_from_the_data(device):
+    device.enroll(2)
+    device.punch("1", datetime(2024, 1, 2, 8, 0, 0))
+    files = device.files()
+    assert sorted(files) == [
+        "/mnt/mtdblock/attlog.dat",
+        "/mnt/mtdblock/options.cfg",
+        "/mnt/mtdblock/user.dat",
+    ]
+    assert files["/mnt/mtdblock/attlog.dat"].startswith(b"1\t2024-01-02 08:00:00\t0\t")
+    assert files["/mnt/mtdblock/user.dat"].count(b"USER PIN=") == 2
+    assert b"\n~SerialNumber=SIM0001\n" in files["/mnt/mtdblock/options.cfg"]
+
+
+def test_put_file_downloads_from_iclock_and_saves(device, server, stub, clock):
+    """12.5.2 function 1: a relative URL is under /iclock/; the reply is the size."""
+    server.files["fw/ssruser.dat"] = b"12345"
+    server.files["fw/main.tgz"] = tgz({"main.cfg": b"a=1", "sub/x.txt": b"x"})
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "PutFile file/fw/ssruser.dat\t/mnt/mtdblock/ssruser.dat",
+        "PutFile file/fw/ssruser.dat",
+        "PutFile file/fw/main.tgz\t/mnt/",
+        "PutFile file/fw/missing.bin\t/mnt/x",
+        "PutFile file/fw/ssruser.dat\t/mnt/\tAction=Frobnicate",
+    )
+    assert codes(replies) == [5, 5, len(server.files["fw/main.tgz"]), -1008, -1]
+    assert server.replies[0] == b"ID=1\nReturn=5\nCMD=PutFile\n"
+    files = device.state.files
+    assert files["/mnt/mtdblock/ssruser.dat"] == b"12345"
+    assert (files["/mnt/main.cfg"], files["/mnt/sub/x.txt"]) == (b"a=1", b"x")
+    downloads = [entry for entry in server.log if entry[2] in ("ssruser.dat", "main.tgz")]
+    assert [entry[1] for entry in downloads] == ["GET"] * 3
+    assert downloads[0][3] == {}  # no SN: the URL as given
+
+
+def test_put_file_sync_data_replaces_the_table(device, server, stub, clock):
+    """Function 2: SyncData applies the pack's DATA UPDATE lines and answers their count."""
+    device.enroll(3)
+    pack = (
+        b"C:1:DATA UPDATE USERINFO PIN=2\tName=Two\n"
+        b"C:2:DATA UPDATE USERINFO PIN=9\tName=Nine\n"
+        b"C:3:DATA UPDATE FINGERTMP PIN=9\tFID=1\tSize=4\tValid=1\tTMP=AQID\n"
+        b"C:4:INFO\n"
+    )
+    server.files["packs/users.tgz"] = tgz({"userinfo.dat": pack})
+    server.files["packs/plain.gz"] = gzip.compress(b"C:1:DATA UPDATE USERINFO PIN=11\tName=E")
+    [sync, append, bad] = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "PutFile file/packs/users.tgz\t/mnt/mtdblock/\tAction=SyncData\tTableName=USERINFO"
+        "\tRecordCount=4",
+        "PutFile file/packs/plain.gz\t/mnt/mtdblock/\tAction=AppendData",
+        "PutFile file/packs/users.tgz\t/mnt/\tAction=SyncData\tTableName=ATTLOG",
+    )
+    assert sync.code == 3  # INFO is not a data command
+    assert append.code == len(server.files["packs/plain.gz"])
+    assert bad.code == -1
+    assert sorted(device.state.users) == ["11", "2", "9"]
+    assert device.state.users["2"].name == "Two"
+    assert ("9", 1, 1, 0) in device.state.templates
+    assert not any(t.pin in ("1", "3") for t in device.state.templates.values())
+
+
+def test_shell_runs_a_few_programs_deterministically(device, server, stub, clock):
+    """12.8.1: SN, Return (exit status), CMD=Shell, FILENAME=shellout.txt, Content."""
+    device.state.files["/mnt/mtdblock/sub/a.txt"] = b"abc"
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "SHELL echo hello world",
+        "SHELL ls",
+        "SHELL ls -l /mnt/mtdblock/sub",
+        "SHELL cat sub/a.txt nothing",
+        "SHELL md5sum sub/a.txt",
+        "SHELL ls /nowhere",
+        "SHELL rm -rf /",
+    )
+    assert codes(replies) == [0, 0, 0, 1, 0, 1, 127]
+    assert server.replies[0] == (
+        b"ID=1\nSN=SIM0001\nReturn=0\nCMD=Shell\nFILENAME=shellout.txt\nContent=hello world\n"
+    )
+    outputs = [reply.content for reply in replies]
+    assert outputs[1] == b"attlog.dat\noptions.cfg\nsub\nuser.dat\n"
+    assert outputs[2] == b"-rw-r--r--    1 root     root            3 a.txt\n"
+    assert outputs[3] == b"abccat: can't open 'nothing': No such file or directory\n"
+    assert outputs[4] == b"900150983cd24fb0d6963f7d28e17f72  sub/a.txt\n"
+    assert outputs[5] == b"ls: /nowhere: No such file or directory\n"
+    assert outputs[6] == b"sh: rm: not found\n"
+    assert len(server.replies) == 7  # each multi-line reply in a body of its own
+
+
+@pytest.mark.parametrize("method", [1, 2])
+def test_upgrade_fetches_checks_and_installs(device, server, stub, clock, method):
+    """12.8.2: GET /iclock/file?SN=..&url=.., base64 for method 1; MD5 and size checked."""
+    image = bytes(range(256)) * 4
+    digest = hashlib.md5(image).hexdigest()
+    if method == 1:
+        server.files["b64/emfw.cfg"] = base64.b64encode(image)
+        command = f"UPGRADE checksum={digest},url=b64/emfw.cfg,size={len(image)}"
+    else:
+        server.files["emfw.cfg"] = image
+        command = f"UPGRADE type=1,checksum={digest},size={len(image)},url=emfw.cfg"
+    settle(stub, clock, device.handshake())
+    assert codes(run_commands(device, server, stub, clock, command)) == [0]
+    assert server.replies == [b"ID=1&Return=0&CMD=UPGRADE\n"]
+    [request] = server.requests("file")
+    assert request["args"] == {"SN": SN, "url": "b64/emfw.cfg" if method == 1 else "emfw.cfg"}
+    assert device.state.firmware == image
+    assert device.files()["/mnt/mtdblock/emfw.cfg"] == image
+    assert device.needs_handshake
+
+
+def test_upgrade_refuses_what_does_not_match(device, server, stub, clock):
+    server.files["emfw.cfg"] = b"firmware"
+    digest = hashlib.md5(b"firmware").hexdigest()
+    settle(stub, clock, device.handshake())
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        f"UPGRADE type=1,checksum={digest},size=7,url=emfw.cfg",
+        "UPGRADE type=1,checksum=0123,size=8,url=emfw.cfg",
+        f"UPGRADE checksum={digest},url=emfw.cfg,size=8",  # not base64
+        f"UPGRADE type=1,checksum={digest},size=8,url=missing.cfg",
+        "UPGRADE checksum=abc",
+    )
+    assert codes(replies) == [-3, -3, -3, -1008, -1]
+    assert device.state.firmware is None and not device.needs_handshake
+
+
+def test_enroll_fp_uploads_the_new_template(device, server, stub, clock):
+    """12.6.1: the new user and FP line go up before the reply; 2 if it exists and OVERWRITE=0."""
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "ENROLL_FP PIN=9\tFID=5\tRETRY=3\tOVERWRITE=0",
+        "ENROLL_FP PIN=9\tFID=5\tRETRY=3\tOVERWRITE=0",
+        "ENROLL_FP PIN=9\tFID=5\tRETRY=3\tOVERWRITE=1",
+        "ENROLL_FP PIN=9\tFID=12",
+    )
+    assert [(r.code, r.cmd) for r in replies] == [
+        (0, "ENROLL_FP"),
+        (2, "ENROLL_FP"),
+        (0, "ENROLL_FP"),
+        (-1, "ENROLL_FP"),
+    ]
+    operlog = server.stored["OPERLOG"]
+    assert operlog[0].startswith(b"USER PIN=9\t")
+    assert [line[:16] for line in operlog[1:]] == [b"FP PIN=9\tFID=5\tS"] * 2
+    template = device.state.templates[("9", 1, 5, 0)]
+    assert base64.b64encode(template.data) in operlog[-1]
+    uploads = [entry[0] for entry in server.log if entry[2] in ("cdata", "devicecmd")]
+    assert uploads == sorted(uploads)
+
+
+def test_enroll_bio_and_mf(device, server, stub, clock):
+    """12.6.3: a face goes up as BIODATA, with the card given; 12.6.2: a card as a USER line."""
+    device.enroll(1)
+    settle(stub, clock, device.flush())
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "ENROLL_BIO TYPE=9\tPIN=1\tCardNo=4242\tRETRY=3\tOVERWRITE=0",
+        "ENROLL_BIO TYPE=9\tPIN=1\tCardNo=\tRETRY=3\tOVERWRITE=0",
+        "ENROLL_BIO TYPE=4\tPIN=1\tCardNo=\tRETRY=3\tOVERWRITE=0",
+        "ENROLL_MF PIN=1\tRETRY=3",
+        "ENROLL_MF RETRY=3",
+    )
+    assert codes(replies) == [0, 2, -1002, 0, 1]
+    [face] = server.stored["BIODATA"][-1:]
+    assert face.startswith(b"BIODATA Pin=1\tNo=0\tIndex=0\tValid=1\tDuress=0\tType=9\tMajorVer=58")
+    users = [line for line in server.stored["OPERLOG"] if line.startswith(b"USER PIN=1\t")]
+    assert b"\tCard=4242\t" in users[-2]
+    assert f"\tCard={device.state.users['1'].card}\t".encode() in users[-1]
+    assert device.state.users["1"].card != "4242"
+
+
+def test_biophoto_by_url_and_post_back(device, server, stub, clock):
+    """BIOPHOTO Format=1 fetches Url; PostBackTmpFlag=1 sends the template made from it."""
+    device.enroll(1)
+    settle(stub, clock, device.flush())
+    server.files["photos/1.jpg"] = make_jpeg(b"face")
+    replies = run_commands(
+        device,
+        server,
+        stub,
+        clock,
+        "DATA UPDATE BIOPHOTO PIN=1\tType=9\tSize=0\tContent=\tFormat=1\tUrl=file/photos/1.jpg"
+        "\tPostBackTmpFlag=1",
+        "DATA UPDATE BIOPHOTO PIN=1\tType=9\tSize=0\tContent=\tFormat=1\tUrl=file/none.jpg",
+        "DATA UPDATE BIOPHOTO PIN=1\tType=9\tSize=0\tContent=\tFormat=0",
+    )
+    assert codes(replies) == [0, -1008, -1]
+    assert device.state.biophotos[("1", "9")] == make_jpeg(b"face")
+    assert server.stored["BIODATA"][-1].startswith(b"BIODATA Pin=1\tNo=0\tIndex=0\tValid=1")
+
+
+def test_access_control_commands_change_the_state(device, server, stub, clock):
+    device.state.alarm = True
+    replies = run_commands(device, server, stub, clock, "AC_UNLOCK", "AC_UNLOCK", "AC_UNALARM")
+    assert codes(replies) == [0, 0, 0]
+    assert (device.state.unlocks, device.state.alarm) == (2, False)
+
+
+def test_reply_forms():
+    """One line ends in LF; the multi-line form ends with its content, byte for byte."""
+    assert Reply("1", 0, "DATA").data() == b"ID=1&Return=0&CMD=DATA\n"
+    lines = (("Return", "3"), ("CMD", "PutFile"))
+    put = Reply("2", 3, "PutFile", lines=lines)
+    assert put.data() == b"ID=2\nReturn=3\nCMD=PutFile\n" and put.multiline
+    got = Reply("3", 2, "GetFile", lines=(("Return", "2"),), content=b"\x00\xff")
+    assert got.data() == b"ID=3\nReturn=2\nContent=\x00\xff"
+    assert Reply("4", 0, "INFO", "\nA=1").multiline
+
+
+def tgz(members: Dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 def test_ping(device, server, stub, clock):
