@@ -115,7 +115,18 @@ def command_json(command: Command) -> Dict[str, Any]:
 def _pack_line(table: str, item: Mapping[str, Any]) -> str:
     """One record of a PutFile pack, as the DATA UPDATE command that would send it."""
     if table == "USERINFO":
-        fields = {f: item[f] for f in ("pin", "name", "privilege", "password", "card", "group")}
+        names = (
+            "pin",
+            "name",
+            "privilege",
+            "password",
+            "card",
+            "group",
+            "tz",
+            "verify",
+            "vice_card",
+        )
+        fields = {f: item[f] for f in names}
         built = build("update_user", {k: v for k, v in fields.items() if v not in ("", None)})
     elif table == "FINGERTMP":
         built = build(
@@ -192,16 +203,20 @@ class CommandService:
         :raises ProtocolError: the command is invalid.
         :raises CommandRefused: its family is not allowed.
         """
-        if await self._store.get_device(sn) is None:
+        device = await self._store.get_device(sn)
+        if device is None:
             raise UnsupportedRequest(f"unknown device {sn}")
         if "kind" in body:
             kind = body["kind"]
             if not isinstance(kind, str):
                 raise ProtocolError("kind must be a string")
             params = {k: v for k, v in body.items() if k != "kind"}
+            # the kinds the server completes itself are checked before any work is done
             if kind == "sync_data":
-                built = await self._sync_data(params)
+                self._check_family("files")
+                built = await self._sync_data(params, codec_for(device.language))
             elif kind == "upgrade" and "file" in params:
+                self._check_family("upgrade")
                 built = await self._upgrade(params)
             else:
                 built = build(kind, params)
@@ -215,11 +230,12 @@ class CommandService:
             built = validate_raw(text)
         else:
             raise ProtocolError('give "command" (raw text) or "kind" (a typed builder)')
-        if built.family not in self.settings.allowed:
-            raise CommandRefused(
-                f"{built.family} commands are disabled (--allow-commands {built.family})"
-            )
+        self._check_family(built.family)
         return await self.queue(sn, built)
+
+    def _check_family(self, family: str) -> None:
+        if family not in self.settings.allowed:
+            raise CommandRefused(f"{family} commands are disabled (--allow-commands {family})")
 
     def _in_thread(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn, *args)
@@ -240,11 +256,12 @@ class CommandService:
         url = (BASE64_PREFIX if str(method) == "1" else "") + relative
         return build("upgrade", {"url": url, "checksum": checksum, "size": size, "method": method})
 
-    async def _sync_data(self, params: Mapping[str, Any]) -> Built:
+    async def _sync_data(self, params: Mapping[str, Any], codec: str) -> Built:
         """
         PutFile with a pack the server builds (spec 12.5.2 function 2): every
         stored user (USERINFO), fingerprint (FINGERTMP) or face (FACE) as
-        ``C:<n>:DATA UPDATE ...`` lines in a tgz under ``<data-dir>/files/packs/``.
+        ``C:<n>:DATA UPDATE ...`` lines in a tgz under ``<data-dir>/files/packs/``,
+        in the device's codec like any command.
         """
         extra = sorted(set(params) - {"table", "action", "path"})
         if extra:
@@ -264,7 +281,7 @@ class CommandService:
             if page.next is None:
                 break
             cursor = page.next
-        content = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+        content = ("\n".join(lines) + "\n").encode(codec, "replace") if lines else b""
         relative = await self._in_thread(self._files.write_pack, f"{table.lower()}.dat", content)
         counted = (
             {"table": table, "record_count": len(lines)} if action.lower() == "syncdata" else {}

@@ -84,6 +84,13 @@ class _Rows:
         self.rows[self._last_id] = row
         return "stored"
 
+    def relink(self, row: Row, cmd_id: str) -> None:
+        """Point the stored twin of ``row`` at the query ``cmd_id`` that sent it again."""
+        row_id = self.keys[self.table.key_of(row)]
+        stored = list(self.rows[row_id])
+        stored[self.table.names.index("cmd_id")] = cmd_id
+        self.rows[row_id] = tuple(stored)
+
     def remove(self, keep: Callable[[Row], bool]) -> int:
         """Drop the rows ``keep`` refuses.  :returns: how many were dropped."""
         gone = [row_id for row_id, row in self.rows.items() if not keep(row)]
@@ -199,6 +206,8 @@ class MemoryStore:
         for table, rows in groups:
             for row in rows:
                 outcome = self._tables[table.kind].add(row)
+                if outcome == "duplicates" and table.kind == "attendance" and cmd_id:
+                    self._tables[table.kind].relink(row, cmd_id)
                 counts["rejected" if table.kind == "rejected" else outcome] += 1
                 if table.kind == "users":
                     self._device_users.setdefault(table.key_of(row)[0], set()).add(sn)

@@ -173,6 +173,10 @@ class _Statements:
 
 _SQL = {kind: _Statements(table) for kind, table in TABLES.items()}
 
+_RELINK = (
+    "UPDATE attendance SET cmd_id = ? WHERE sn = ? AND pin = ? AND time = ?"
+    " AND status = ? AND verify = ? AND workcode = ?"
+)
 _OPERATORS = ("=", ">=", "<=", ">")
 
 
@@ -556,6 +560,11 @@ class SQLiteStore:
                 before = conn.total_changes
                 conn.executemany(sql.insert, rows)
                 new = conn.total_changes - before
+                if table.kind == "attendance" and context["cmd_id"] and new < len(rows):
+                    # a query reply (CmdId=) re-sending known punches links them to the query
+                    conn.executemany(
+                        _RELINK, [(context["cmd_id"], *table.key_of(row)) for row in rows]
+                    )
                 if table.kind == "rejected":
                     counts["rejected"] += new
                 else:
