@@ -347,8 +347,8 @@ async def _execute(args: argparse.Namespace, client: Client, out: Output) -> Non
             out.line(f"server key fingerprint (SHA-256): {crypto['server_key_fingerprint']}")
             out.line(f"transports: {', '.join(crypto['transports'])}")
     elif command == "set-crypto":
-        body = {"crypto": args.transport}
-        device = await client.call("PATCH", _path("devices", args.sn), body=body)
+        change = {"crypto": args.transport}
+        device = await client.call("PATCH", _path("devices", args.sn), body=change)
         _show(out, as_json, device, lambda: out.line(f"{device['sn']} uses {device['crypto']}"))
     elif command == "devices":
         devices = await client.items("/api/devices", {"state": args.state}, args.limit)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import replace
-from typing import Awaitable, Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads
@@ -22,7 +22,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from pushd.config import Config
-from pushd.errors import ProtocolError, RequestTooLarge, UnsupportedRequest
+from pushd.errors import ProtocolError, PushdError, RequestTooLarge, StoreError, UnsupportedRequest
 from pushd.interfaces import IStore, IVerifier
 from pushd.model import STAMP_TABLES, Device
 from pushd.protocol.cdata import parse_options, parse_table
@@ -56,6 +56,7 @@ class Ingestor:
         sessions: CryptoSessions,
         config: Config,
         reactor: IReactorThreads,
+        handlers: Optional[Mapping[str, Tuple[Any, Any]]] = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -63,6 +64,8 @@ class Ingestor:
         self._sessions = sessions
         self._config = config
         self._reactor = reactor
+        #: table (upper case) -> (table-handler plugin, its façade)
+        self._handlers = dict(handlers or {})
         self._photos = os.path.abspath(os.path.join(config.data_dir, "photos"))
         #: Called with (device, records) after an upload was committed.
         self.after_commit: List[Callable[[Device, Sequence[Record]], Awaitable[None]]] = []
@@ -91,6 +94,8 @@ class Ingestor:
             return format_ok()
         if params.get("contenttype").lower() == "tgz":
             body = await self._in_thread(read_pack, body)
+        if table in self._handlers:
+            return await self._plugin_upload(device, params, table, body)
         if table == "ATTPHOTO":
             return await self._photo(device, params, body)
         if table in ("RTLOG", "RTSTATE", "TABLEDATA"):
@@ -108,6 +113,21 @@ class Ingestor:
         if sealed is not None:
             await self._sessions.remember(device, sealed, reply)
         return reply
+
+    async def _plugin_upload(
+        self, device: Device, params: Params, table: str, body: bytes
+    ) -> bytes:
+        plugin, facade = self._handlers[table]
+        try:
+            count = await plugin.handle(facade, device.sn, params.table, params.items(), body)
+        except PushdError:
+            raise
+        except Exception:
+            self.log.failure(
+                "Plugin {plugin} failed on table {table}", plugin=plugin.name, table=table
+            )
+            raise StoreError(f"plugin {plugin.name} failed") from None
+        return format_ok(int(count))
 
     async def _commit(
         self, device: Device, params: Params, table: str, records: List[Record]

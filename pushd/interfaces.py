@@ -9,7 +9,7 @@ callers never branch on the backend.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Tuple
 
 from zope.interface import Attribute, Interface
 
@@ -19,7 +19,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from pushd.model import Command, Device, DeviceUpdate, IngestResult, Page, RecordQuery
     from pushd.protocol.records import CommandReply, FingerTemplate, Record, UserInfo
 
-__all__ = ["ICryptoTransport", "ICryptoTransportFactory", "IStore", "IVerifier", "Verdict"]
+__all__ = [
+    "ICryptoTransport",
+    "ICryptoTransportFactory",
+    "IPushdPlugin",
+    "IResourcePlugin",
+    "IStore",
+    "ITableHandlerPlugin",
+    "IVerifier",
+    "IVerifierPlugin",
+    "Verdict",
+]
 
 
 class IStore(Interface):
@@ -370,3 +380,82 @@ class ICryptoTransportFactory(Interface):
 
         :raises KeyStoreError: its keys cannot be created or read.
         """
+
+
+class IPushdPlugin(Interface):
+    """
+    A plugin an operator enables by name (``--plugin NAME``), found with
+    ``twisted.plugin.getPlugins`` in the ``pushd.plugins`` namespace package.
+
+    A plugin object provides ``twisted.plugin.IPlugin``, this interface, and
+    one or more of :class:`IResourcePlugin`, :class:`ITableHandlerPlugin` and
+    :class:`IVerifierPlugin`.  Everything it needs comes through the
+    :class:`pushd.plugin_api.PluginFacade` handed to it, never pushd's
+    internals.  A plugin that raises is contained: logged, and answered
+    503 for that request; the server goes on.
+
+    Example (``pushd/plugins/acme.py`` in the plugin's package, with no
+    ``__init__.py`` beside it)::
+
+        @implementer(IPlugin, IPushdPlugin, ITableHandlerPlugin)
+        class Acme:
+            name = "acme"
+            description = "Stores ACME temperature readings"
+            tables = ("ACMETEMP",)
+
+            def handle(self, facade, sn, table, params, body):
+                ...
+
+        acme = Acme()
+    """
+
+    name: str = Attribute("The name operators enable it by: letters, digits, '-' and '_'.")
+    description: str = Attribute("One line for ``twistd pushd --help-plugins``.")
+
+
+class IResourcePlugin(Interface):
+    """
+    A plugin that serves HTTP: children of the device tree under ``/iclock/``
+    (only for paths pushd does not serve itself) and of the REST API under
+    ``/api/ext/<name>/`` (behind the API token).
+
+    Example: ``api_children`` returning ``{b"readings": Readings(facade)}``
+    serves ``GET /api/ext/acme/readings``.
+    """
+
+    def device_children(facade: Any) -> Mapping[bytes, Any]:
+        """:returns: path segment -> ``IResource`` to add under ``/iclock/``."""
+
+    def api_children(facade: Any) -> Mapping[bytes, Any]:
+        """:returns: path segment -> ``IResource`` to add under ``/api/ext/<name>/``."""
+
+
+class ITableHandlerPlugin(Interface):
+    """
+    A plugin that handles ``POST /iclock/cdata?table=<T>`` for tables pushd
+    does not know, or in place of pushd's own handling of one it does.
+
+    The acknowledgement rule holds: pushd answers ``OK: <n>`` only after the
+    Deferred of :meth:`handle` fired with ``n``, which the plugin makes fire
+    only once its data is stored (``facade.store_records``).  The body has
+    passed the same size limits as any upload.
+    """
+
+    tables: Sequence[str] = Attribute("Table names handled, compared case-insensitively.")
+
+    def handle(
+        facade: Any, sn: str, table: str, params: Mapping[str, str], body: bytes
+    ) -> Deferred[int]:
+        """
+        Parse and store one upload of an approved device.
+
+        :returns: Deferred firing with the number of records handled.
+        :raises pushd.errors.ProtocolError: the body is malformed (HTTP 400).
+        """
+
+
+class IVerifierPlugin(Interface):
+    """A plugin that decides PostVerifyData and 3.x remote verification (one may be enabled)."""
+
+    def verifier(facade: Any) -> IVerifier:
+        """:returns: the :class:`IVerifier` to use."""

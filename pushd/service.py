@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
@@ -31,7 +31,15 @@ from pushd.commands import CommandService
 from pushd.config import Config, Limits
 from pushd.files import FileArea
 from pushd.ingest import Ingestor
-from pushd.interfaces import IStore, IVerifier, Verdict
+from pushd.interfaces import (
+    IResourcePlugin,
+    IStore,
+    ITableHandlerPlugin,
+    IVerifier,
+    IVerifierPlugin,
+    Verdict,
+)
+from pushd.plugin_api import Contained, PluginFacade
 from pushd.registry import DeviceRegistry
 from pushd.sessions import CryptoSessions
 from pushd.storage import store_from_url
@@ -39,7 +47,7 @@ from pushd.users import UserService
 from pushd.web._render import QuietSite
 from pushd.web._request import LimitedRequest, PeerLimit
 from pushd.web.iclock import DeviceServices
-from pushd.web.root import build_root
+from pushd.web.root import SERVED_PATHS, build_root
 
 __all__ = [
     "AcceptAll",
@@ -165,6 +173,52 @@ class Application:
     users: UserService
     sessions: CryptoSessions
     root: IResource
+    #: ``/api/ext/<plugin>/`` children contributed by resource plugins.
+    api_extensions: Mapping[bytes, IResource]
+
+
+def _plugin_parts(
+    plugins: Sequence[Any], store: IStore, reactor: Any, config: Config
+) -> Tuple[
+    Optional[IVerifier],
+    Dict[str, Tuple[Any, PluginFacade]],
+    Dict[bytes, IResource],
+    Dict[bytes, IResource],
+]:
+    """
+    What the enabled plugins contribute: a verifier, table handlers,
+    device-tree children and API extensions (resources contained).
+
+    :raises ValueError: two verifiers, two handlers of one table, a device path pushd serves.
+    """
+    verifier: Optional[IVerifier] = None
+    handlers: Dict[str, Tuple[Any, PluginFacade]] = {}
+    device: Dict[bytes, IResource] = {}
+    api: Dict[bytes, IResource] = {}
+    for plugin in plugins:
+        name: str = plugin.name
+        facade = PluginFacade(name, store, reactor, config.plugin_config.get(name, {}))
+        if IVerifierPlugin.providedBy(plugin):
+            if verifier is not None:
+                raise ValueError(f"plugin {name}: only one verifier plugin may be enabled")
+            verifier = plugin.verifier(facade)
+        if ITableHandlerPlugin.providedBy(plugin):
+            for table in plugin.tables:
+                if table.upper() in handlers:
+                    raise ValueError(f"plugin {name}: table {table} is handled twice")
+                handlers[table.upper()] = (plugin, facade)
+        if IResourcePlugin.providedBy(plugin):
+            for path, child in plugin.device_children(facade).items():
+                if path in SERVED_PATHS or path in device:
+                    raise ValueError(f"plugin {name}: /iclock/{path.decode()} is taken")
+                device[path] = Contained(child, name)
+            children = plugin.api_children(facade)
+            if children:
+                ext = Resource()
+                for path, child in children.items():
+                    ext.putChild(path, Contained(child, name))
+                api[name.encode()] = ext
+    return verifier, handlers, device, api
 
 
 def build_application(
@@ -172,6 +226,7 @@ def build_application(
     reactor: Any,
     store: Optional[IStore] = None,
     verifier: Optional[IVerifier] = None,
+    plugins: Sequence[Any] = (),
 ) -> Application:
     """
     Build and connect the parts.
@@ -179,21 +234,30 @@ def build_application(
     :param reactor: provides the clock and the thread pool for blocking work.
     :param store: an already-built store (tests); by default the one named by
         ``config.store_url``.
-    :param verifier: the PostVerifyData verifier; by default :class:`AcceptAll`.
+    :param verifier: the PostVerifyData verifier; by default a verifier
+        plugin's, else :class:`AcceptAll`.
+    :param plugins: the enabled plugin objects (see :mod:`pushd.plugin_api`).
+    :raises ValueError: plugins that do not fit together.
     """
     os.makedirs(config.data_dir, exist_ok=True)
     store = store if store is not None else store_from_url(config.store_url, reactor)
+    plugin_verifier, handlers, device_children, api_extensions = _plugin_parts(
+        plugins, store, reactor, config
+    )
+    verifier = verifier or plugin_verifier or AcceptAll()
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
     registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio)
     sessions = CryptoSessions(store, reactor, config.data_dir)
-    ingestor = Ingestor(store, registry, verifier or AcceptAll(), sessions, config, reactor)
+    ingestor = Ingestor(store, registry, verifier, sessions, config, reactor, handlers)
     files = FileArea(config.data_dir)
     commands = CommandService(store, registry, reactor, files, config.commands)
     users = UserService(store, commands, reactor, frozenset(config.sync_groups))
     ingestor.after_commit.append(users.sync_from_device)
     services = DeviceServices(registry, ingestor, store, commands, sessions)
-    root = build_root(services, config.options, files, reactor)
-    return Application(config, store, registry, ingestor, commands, users, sessions, root)
+    root = build_root(services, config.options, files, reactor, device_children)
+    return Application(
+        config, store, registry, ingestor, commands, users, sessions, root, api_extensions
+    )
 
 
 def build_service(
@@ -201,9 +265,10 @@ def build_service(
     reactor: Any,
     store: Optional[IStore] = None,
     verifier: Optional[IVerifier] = None,
+    plugins: Sequence[Any] = (),
 ) -> PushdService:
     """The service ``twistd`` runs: the application, its listeners and periodic jobs."""
-    app = build_application(config, reactor, store, verifier)
+    app = build_application(config, reactor, store, verifier, plugins)
     service = PushdService(app, reactor)
     site = PeerLimit(make_site(app.root, config.limits), config.limits.connections_per_peer)
     for description in config.listen:
@@ -211,7 +276,7 @@ def build_service(
         StreamServerEndpointService(endpoint, site).setServiceParent(service)
     if config.api != "none":
         token, source = api_token(config)
-        api = build_api(app, token, app.commands, app.users, reactor)
+        api = build_api(app, token, app.commands, app.users, reactor, app.api_extensions)
         api_site = Site(api)
         api_site.displayTracebacks = False
         listener = StreamServerEndpointService(serverFromString(reactor, config.api), api_site)

@@ -21,6 +21,7 @@ from twisted.python import usage
 
 from pushd.commands import CommandSettings, parse_allowed_families
 from pushd.config import Config, default_options, local_utc_offset_minutes
+from pushd.plugin_api import select_plugins
 
 __all__ = ["Options", "makeService"]
 
@@ -92,6 +93,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["allow"] = []
         self["sync-group"] = []
+        self["plugin"] = []
 
     def opt_listen(self, description: str) -> None:
         """Device-facing listener, a Twisted endpoint string (repeatable) [default: tcp:8080]"""
@@ -100,6 +102,22 @@ class Options(usage.Options):
     def opt_allow(self, sn: str) -> None:
         """Pre-approved device serial number (repeatable)"""
         self["allow"].append(sn)
+
+    def opt_plugin(self, name: str) -> None:
+        """Enable an installed plugin by name (repeatable; see --help-plugins)"""
+        self["plugin"].append(name)
+
+    def opt_help_plugins(self) -> None:
+        """List the installed plugins and exit"""
+        from pushd.plugin_api import installed_plugins, plugin_roles
+
+        plugins = installed_plugins()
+        if not plugins:
+            print("No pushd plugins are installed.")
+        for name, plugin in sorted(plugins.items()):
+            roles = "; ".join(plugin_roles(plugin)) or "nothing"
+            print(f"{name}: {getattr(plugin, 'description', '')} ({roles})")
+        raise SystemExit(0)
 
     def opt_sync_group(self, name: str) -> None:
         """Device group whose devices share users enrolled on any of them (repeatable)"""
@@ -133,6 +151,11 @@ def _read_ini(path: str) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
         raise usage.UsageError(f"--config: {path} is not a valid INI file: {exc}") from None
     section = {k.lower(): v for k, v in parser["pushd"].items()} if "pushd" in parser else {}
     options = list(parser["options"].items()) if "options" in parser else []
+    for name in parser.sections():
+        if name.startswith("plugin:"):
+            section["plugin:" + name[len("plugin:") :]] = "\n".join(
+                f"{k}={v}" for k, v in parser[name].items()
+            )
     return section, options
 
 
@@ -180,9 +203,15 @@ def build_config(opts: usage.Options) -> Config:
         "allow_commands",
         "sync-group",
         "sync_group",
+        "plugin",
+    }
+    plugin_config = {
+        key[len("plugin:") :]: dict(line.split("=", 1) for line in value.splitlines() if line)
+        for key, value in ini.items()
+        if key.startswith("plugin:")
     }
     for key in ini:
-        if key not in known:
+        if key not in known and not key.startswith("plugin:"):
             raise usage.UsageError(f"--config: unknown key {key!r} in [pushd]")
 
     listen = _many(opts, ini, "listen") or ["tcp:8080"]
@@ -217,6 +246,12 @@ def build_config(opts: usage.Options) -> Config:
     except ValueError as exc:
         raise usage.UsageError(f"--allow-commands: {exc}") from None
 
+    plugins = _many(opts, ini, "plugin")
+    try:
+        select_plugins(plugins)
+    except ValueError as exc:
+        raise usage.UsageError(f"--plugin: {exc}") from None
+
     defaults = dict(default_options(local_utc_offset_minutes()))
     for key, value in option_overrides:
         defaults[key] = value
@@ -231,6 +266,8 @@ def build_config(opts: usage.Options) -> Config:
         api_token=(_pick(opts, ini, "api-token") or "").strip(),
         commands=CommandSettings(allowed=allowed),
         sync_groups=tuple(_many(opts, ini, "sync-group")),
+        plugins=tuple(plugins),
+        plugin_config=plugin_config,
     )
 
 
@@ -241,6 +278,7 @@ def makeService(options: Options) -> IService:
     from pushd.service import build_service
 
     try:
-        return build_service(options.config, reactor)
+        plugins = select_plugins(options.config.plugins)
+        return build_service(options.config, reactor, plugins=plugins)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"pushd: cannot start: {exc}") from None

@@ -9,7 +9,7 @@ Fakes for testing pushd and code built on it, shipped with the package.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
@@ -62,8 +62,9 @@ class TestServer:
         store: IStore,
         verifier: Optional[IVerifier] = None,
         reactor: Optional[ImmediateReactor] = None,
+        plugins: Sequence[Any] = (),
     ) -> None:
         self.reactor = reactor or ImmediateReactor()
-        self.app: Application = build_application(config, self.reactor, store, verifier)
+        self.app: Application = build_application(config, self.reactor, store, verifier, plugins)
         self.store = store
         self.treq = StubTreq(self.app.root)

@@ -8,7 +8,7 @@ without it is a 401 as well.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
@@ -90,6 +90,7 @@ def build_api(
     commands: Commands,
     users: Users,
     clock: IReactorTime,
+    extensions: Optional[Mapping[bytes, IResource]] = None,
 ) -> IResource:
     """
     The resource to serve at the root of the API listener.
@@ -116,6 +117,11 @@ def build_api(
         b"photos": Photos(context),
         b"crypto": Crypto(context),
     }
+    if extensions:
+        ext = Resource()
+        for name, child in extensions.items():
+            ext.putChild(name, child)
+        endpoints[b"ext"] = ext
     root = _Root()
     root.putChild(b"api", _Guarded(token, Health(context), endpoints))
     return root

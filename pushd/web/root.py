@@ -8,7 +8,7 @@ The resource tree, built in one place.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
@@ -25,7 +25,15 @@ from pushd.web.iclock import (
     Ping,
 )
 
-__all__ = ["build_root"]
+__all__ = ["SERVED_PATHS", "build_root"]
+
+
+#: The paths pushd serves under ``/iclock/`` itself (and their ``.aspx`` aliases).
+SERVED_PATHS = frozenset(
+    name + suffix
+    for name in (b"cdata", b"fdata", b"getrequest", b"devicecmd", b"ping", b"exchange", b"file")
+    for suffix in (b"", b".aspx")
+) | {b"iclock"}
 
 
 class NotFound(Resource):
@@ -49,8 +57,9 @@ def build_root(
     options: Sequence[Tuple[str, str]],
     files: FileArea,
     reactor: Any,
+    extra: Optional[Mapping[bytes, IResource]] = None,
 ) -> IResource:
-    """The whole device-facing tree."""
+    """The whole device-facing tree, with the plugins' ``extra`` children of ``/iclock/``."""
     iclock = _Tree()
     endpoints = {
         b"cdata": CData(services, options),
@@ -64,6 +73,8 @@ def build_root(
     for name, resource in endpoints.items():
         iclock.putChild(name, resource)
         iclock.putChild(name + b".aspx", resource)
+    for path, child in (extra or {}).items():
+        iclock.putChild(path, child)
     iclock.putChild(b"iclock", iclock)
     root = _Tree()
     root.putChild(b"iclock", iclock)
