@@ -163,6 +163,7 @@ class CommandService:
         reactor: Any,
         files: FileArea,
         settings: CommandSettings = CommandSettings(),
+        metrics: Any = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -170,6 +171,7 @@ class CommandService:
         self._reactor = reactor
         self._files = files
         self.settings = settings
+        self._metrics = metrics
         #: Devices that may have commands to deliver or to hear back about.
         self._waiting: Set[str] = set()
 
@@ -394,6 +396,8 @@ class CommandService:
         done = await self._store.complete_command(
             device.sn, command.id, outcome.status, outcome.return_code, data, self._now()
         )
+        if self._metrics is not None:
+            self._metrics.commands.labels(outcome.status).inc()
         if done is not None and done.status == "succeeded" and "options" in data:
             await self._registry.record_options(device, data["options"])
         self.log.info(

@@ -129,6 +129,8 @@ class Config:
     api: str = "tcp:8081:interface=127.0.0.1"
     api_token: str = ""
     limits: Limits = field(default_factory=Limits)
+    sinks: Tuple[str, ...] = ()
+    sink_secret: str = ""
     plugins: Tuple[str, ...] = ()
     plugin_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
@@ -57,6 +58,7 @@ class Ingestor:
         config: Config,
         reactor: IReactorThreads,
         handlers: Optional[Mapping[str, Tuple[Any, Any]]] = None,
+        metrics: Any = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -66,6 +68,7 @@ class Ingestor:
         self._reactor = reactor
         #: table (upper case) -> (table-handler plugin, its façade)
         self._handlers = dict(handlers or {})
+        self._metrics = metrics
         self._photos = os.path.abspath(os.path.join(config.data_dir, "photos"))
         #: Called with (device, records) after an upload was committed.
         self.after_commit: List[Callable[[Device, Sequence[Record]], Awaitable[None]]] = []
@@ -136,9 +139,13 @@ class Ingestor:
         value = params.get("stamp").strip()
         if value and table in STAMP_TABLES:
             stamp = (table, value)
+        started = time.perf_counter()
         result = await self._store.ingest(
             device.sn, records, stamp, self._registry.now(), params.get("cmdid").strip() or None
         )
+        if self._metrics is not None:
+            self._metrics.store_seconds.observe(time.perf_counter() - started)
+            self._metrics.ingested({table: result.stored + result.updated})
         for hook in self.after_commit:
             try:
                 await hook(device, records)

@@ -22,12 +22,15 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ICryptoTransport",
     "ICryptoTransportFactory",
+    "IEventSink",
+    "IEventSinkFactory",
     "IPushdPlugin",
     "IResourcePlugin",
     "IStore",
     "ITableHandlerPlugin",
     "IVerifier",
     "IVerifierPlugin",
+    "SinkRejected",
     "Verdict",
 ]
 
@@ -193,6 +196,45 @@ class IStore(Interface):
 
     def user_devices(pin: str) -> Deferred[list[str]]:
         """:returns: the serial numbers of the devices that sent this user, sorted."""
+
+    # -- events: the outbox (CONTRACT 4) ------------------------------------
+
+    def use_outbox(enabled: bool) -> None:
+        """
+        Whether writes also record their events (CONTRACT 4) in the outbox,
+        in the same transaction.  Off by default (no sink configured: nobody
+        would read them); set before :meth:`open`.
+        """
+
+    def record_event(sn: str, type: str, data: dict[str, Any], when: str) -> Deferred[str]:
+        """
+        Record an event that no stored record carries (``device.online``...).
+
+        :returns: Deferred firing with the event's id ("" when the outbox is off).
+        """
+
+    def events_after(position: int, limit: int) -> Deferred[list[tuple[int, dict[str, Any]]]]:
+        """:returns: Deferred firing with up to ``limit`` ``(position, event)`` pairs, in order."""
+
+    def outbox_size(after: int) -> Deferred[int]:
+        """:returns: Deferred firing with how many events follow position ``after``."""
+
+    def sink_position(name: str) -> Deferred[int]:
+        """:returns: Deferred firing with the position a sink delivered up to (0 at first)."""
+
+    def set_sink_position(name: str, position: int) -> Deferred[None]:
+        """Record that the sink delivered every event up to ``position``."""
+
+    def add_dead_letters(
+        sink: str, events: Sequence[dict[str, Any]], reason: str, when: str
+    ) -> Deferred[None]:
+        """Keep events a sink's receiver refused for good, with the reason."""
+
+    def dead_letters(sink: Optional[str], query: RecordQuery) -> Deferred[Page]:
+        """A page of dead letters (``id, sink, event, reason, time``), of one sink or all."""
+
+    def purge_events(before: int) -> Deferred[int]:
+        """Drop outbox events at positions up to ``before`` (delivered to every sink)."""
 
     # -- reads -----------------------------------------------------------
 
@@ -459,3 +501,51 @@ class IVerifierPlugin(Interface):
 
     def verifier(facade: Any) -> IVerifier:
         """:returns: the :class:`IVerifier` to use."""
+
+
+class SinkRejected(Exception):
+    """
+    A sink's receiver refused a batch for good (a webhook's 4xx): retrying
+    would not help, so the batch goes to the dead letters.
+    """
+
+
+class IEventSink(Interface):
+    """
+    Where events go (CONTRACT 4): a webhook, an MQTT broker, a JSON-lines file.
+
+    pushd's dispatcher reads events from the durable outbox in order,
+    batches them and calls :meth:`deliver`; it retries with backoff on any
+    failure but :class:`SinkRejected`, and moves on only after a batch was
+    delivered, so delivery is at least once and each device's events keep
+    their order.  Events carry a stable ``id``: receivers deduplicate with it.
+    """
+
+    name: str = Attribute("A stable name for this configured sink (its URL without secrets).")
+
+    def deliver(events: Sequence[Mapping[str, Any]]) -> Deferred[None]:
+        """
+        Deliver one batch of event objects, oldest first.
+
+        :returns: Deferred firing when the receiver acknowledged the batch.
+        :raises SinkRejected: the receiver refused it for good (dead letters).
+        """
+
+    def close() -> Deferred[None]:
+        """Release connections; no call follows."""
+
+
+class IEventSinkFactory(Interface):
+    """An event sink plugin, found in ``pushd.plugins``; chosen by the URL scheme of ``--sink``."""
+
+    name: str = Attribute("The plugin name.")
+    schemes: Sequence[str] = Attribute(
+        "URL schemes it serves: 'http', 'https', 'mqtt', 'file', '-'."
+    )
+
+    def build(url: str, secret: str, reactor: Any) -> IEventSink:
+        """
+        :param url: the ``--sink`` value.
+        :param secret: ``--sink-secret`` (webhook signatures); may be empty.
+        :raises ValueError: an unusable URL.
+        """

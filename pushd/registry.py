@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -212,6 +212,10 @@ class DeviceRegistry:
 
         d.addErrback(keep_for_next_flush)
         return d
+
+    def known(self) -> List[Device]:
+        """The devices heard from since start (for live gauges; no store call)."""
+        return list(self._devices.values())
 
     def cached(self, sn: str) -> Optional[Device]:
         """The cached device, with its latest unflushed contact."""

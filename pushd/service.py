@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
@@ -29,9 +29,11 @@ from pushd import __version__
 from pushd.api import build_api
 from pushd.commands import CommandService
 from pushd.config import Config, Limits
+from pushd.dispatch import Outbox, PresenceWatcher, SinkDispatcher
 from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import (
+    IEventSink,
     IResourcePlugin,
     IStore,
     ITableHandlerPlugin,
@@ -39,6 +41,8 @@ from pushd.interfaces import (
     IVerifierPlugin,
     Verdict,
 )
+from pushd.metrics import Metrics
+from pushd.model import Device
 from pushd.plugin_api import Contained, PluginFacade
 from pushd.registry import DeviceRegistry
 from pushd.sessions import CryptoSessions
@@ -115,12 +119,14 @@ class PushdService(MultiService):
                 source=self.api_token_source,
             )
         await self.app.commands.load()
+        self.app.outbox.start()
 
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
         await super().stopService()
+        await self.app.outbox.stop()
         await self.registry.flush_seen()
         await self.store.close()
 
@@ -175,6 +181,10 @@ class Application:
     root: IResource
     #: ``/api/ext/<plugin>/`` children contributed by resource plugins.
     api_extensions: Mapping[bytes, IResource]
+    #: The dispatchers of the event sinks (none without ``--sink``).
+    outbox: Outbox
+    presence: PresenceWatcher
+    metrics: Metrics
 
 
 def _plugin_parts(
@@ -227,6 +237,7 @@ def build_application(
     store: Optional[IStore] = None,
     verifier: Optional[IVerifier] = None,
     plugins: Sequence[Any] = (),
+    sinks: Sequence[IEventSink] = (),
 ) -> Application:
     """
     Build and connect the parts.
@@ -237,27 +248,57 @@ def build_application(
     :param verifier: the PostVerifyData verifier; by default a verifier
         plugin's, else :class:`AcceptAll`.
     :param plugins: the enabled plugin objects (see :mod:`pushd.plugin_api`).
+    :param sinks: where events go; with any, the store keeps an outbox.
     :raises ValueError: plugins that do not fit together.
     """
     os.makedirs(config.data_dir, exist_ok=True)
     store = store if store is not None else store_from_url(config.store_url, reactor)
+    store.use_outbox(bool(sinks))
     plugin_verifier, handlers, device_children, api_extensions = _plugin_parts(
         plugins, store, reactor, config
     )
     verifier = verifier or plugin_verifier or AcceptAll()
+    metrics = Metrics()
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
     registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio)
     sessions = CryptoSessions(store, reactor, config.data_dir)
-    ingestor = Ingestor(store, registry, verifier, sessions, config, reactor, handlers)
+    ingestor = Ingestor(store, registry, verifier, sessions, config, reactor, handlers, metrics)
     files = FileArea(config.data_dir)
-    commands = CommandService(store, registry, reactor, files, config.commands)
+    commands = CommandService(store, registry, reactor, files, config.commands, metrics)
     users = UserService(store, commands, reactor, frozenset(config.sync_groups))
     ingestor.after_commit.append(users.sync_from_device)
     services = DeviceServices(registry, ingestor, store, commands, sessions)
     root = build_root(services, config.options, files, reactor, device_children)
+    outbox = Outbox(store, [SinkDispatcher(store, sink, reactor) for sink in sinks])
+    delay = _float(config.option("Delay", "10"), 10.0)
+
+    def delay_of(device: Device) -> float:
+        return _float(device.settings.get("Delay", ""), delay)
+
+    presence = PresenceWatcher(store, reactor, delay_of)
+    metrics.watch(registry.known, presence.is_online, lambda: outbox.dispatchers)
     return Application(
-        config, store, registry, ingestor, commands, users, sessions, root, api_extensions
+        config,
+        store,
+        registry,
+        ingestor,
+        commands,
+        users,
+        sessions,
+        root,
+        api_extensions,
+        outbox,
+        presence,
+        metrics,
     )
+
+
+def _float(value: str, default: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        return default
+    return number if number > 0 else default
 
 
 def build_service(
@@ -266,11 +307,25 @@ def build_service(
     store: Optional[IStore] = None,
     verifier: Optional[IVerifier] = None,
     plugins: Sequence[Any] = (),
+    sinks: Optional[Sequence[IEventSink]] = None,
 ) -> PushdService:
-    """The service ``twistd`` runs: the application, its listeners and periodic jobs."""
-    app = build_application(config, reactor, store, verifier, plugins)
+    """
+    The service ``twistd`` runs: the application, its listeners and periodic jobs.
+
+    :param sinks: already-built sinks (tests); by default those of ``config.sinks``.
+    :raises ValueError: a sink URL that cannot be used.
+    """
+    if sinks is None:
+        sinks = []
+        if config.sinks:
+            from pushd.sinks.registry import build_sink
+
+            sinks = [build_sink(url, config.sink_secret, reactor) for url in config.sinks]
+    app = build_application(config, reactor, store, verifier, plugins, sinks)
     service = PushdService(app, reactor)
-    site = PeerLimit(make_site(app.root, config.limits), config.limits.connections_per_peer)
+    device_site = make_site(app.root, config.limits)
+    device_site.metrics = app.metrics
+    site = PeerLimit(device_site, config.limits.connections_per_peer)
     for description in config.listen:
         endpoint = serverFromString(reactor, description)
         StreamServerEndpointService(endpoint, site).setServiceParent(service)
@@ -282,10 +337,13 @@ def build_service(
         listener = StreamServerEndpointService(serverFromString(reactor, config.api), api_site)
         listener.setServiceParent(service)
         service.api_token_source = source
-    for interval, job in (
+    jobs: List[Tuple[float, Callable[[], Awaitable[object]]]] = [
         (config.seen_flush_seconds, app.registry.flush_seen),
         (config.commands.expire_every, app.commands.expire),
-    ):
+    ]
+    if app.outbox.dispatchers:
+        jobs += [(30.0, app.presence.check), (300.0, app.outbox.purge)]
+    for interval, job in jobs:
         timer = TimerService(interval, _logged(job))
         timer.clock = reactor
         timer.setServiceParent(service)

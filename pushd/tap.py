@@ -12,6 +12,7 @@ section overrides the values of the options block sent to every device
 from __future__ import annotations
 
 import configparser
+import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -73,6 +74,12 @@ class Options(usage.Options):
             " once and saved 0600 as <data-dir>/api-token]",
         ],
         [
+            "sink-secret",
+            None,
+            None,
+            "HMAC-SHA256 key for webhook signatures [default: env PUSHD_SINK_SECRET]",
+        ],
+        [
             "allow-commands",
             None,
             None,
@@ -94,6 +101,7 @@ class Options(usage.Options):
         self["allow"] = []
         self["sync-group"] = []
         self["plugin"] = []
+        self["sink"] = []
 
     def opt_listen(self, description: str) -> None:
         """Device-facing listener, a Twisted endpoint string (repeatable) [default: tcp:8080]"""
@@ -102,6 +110,11 @@ class Options(usage.Options):
     def opt_allow(self, sn: str) -> None:
         """Pre-approved device serial number (repeatable)"""
         self["allow"].append(sn)
+
+    def opt_sink(self, url: str) -> None:
+        """Event sink (repeatable): https://... or http://... (webhook), mqtt://host:port/prefix,
+        file:///path.jsonl, or - (standard output)"""
+        self["sink"].append(url)
 
     def opt_plugin(self, name: str) -> None:
         """Enable an installed plugin by name (repeatable; see --help-plugins)"""
@@ -204,6 +217,9 @@ def build_config(opts: usage.Options) -> Config:
         "sync-group",
         "sync_group",
         "plugin",
+        "sink",
+        "sink-secret",
+        "sink_secret",
     }
     plugin_config = {
         key[len("plugin:") :]: dict(line.split("=", 1) for line in value.splitlines() if line)
@@ -268,6 +284,8 @@ def build_config(opts: usage.Options) -> Config:
         sync_groups=tuple(_many(opts, ini, "sync-group")),
         plugins=tuple(plugins),
         plugin_config=plugin_config,
+        sinks=tuple(_many(opts, ini, "sink")),
+        sink_secret=(_pick(opts, ini, "sink-secret") or os.environ.get("PUSHD_SINK_SECRET", "")),
     )
 
 

@@ -63,8 +63,11 @@ class TestServer:
         verifier: Optional[IVerifier] = None,
         reactor: Optional[ImmediateReactor] = None,
         plugins: Sequence[Any] = (),
+        sinks: Sequence[Any] = (),
     ) -> None:
         self.reactor = reactor or ImmediateReactor()
-        self.app: Application = build_application(config, self.reactor, store, verifier, plugins)
+        self.app: Application = build_application(
+            config, self.reactor, store, verifier, plugins, sinks
+        )
         self.store = store
         self.treq = StubTreq(self.app.root)

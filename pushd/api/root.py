@@ -12,17 +12,19 @@ from typing import Any, Dict, Mapping, Optional
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from pushd import __version__
 from pushd.api._context import Commands, Context, Users
 from pushd.api._errors import NotFound, Unauthorized
-from pushd.api._resource import ApiResource, Refusal, api_handler, authorized
+from pushd.api._resource import ApiResource, Refusal, api_handler, authorized, send_error
 from pushd.api.commands import Commands as CommandsResource
 from pushd.api.devices import Devices
 from pushd.api.photos import Photos
 from pushd.api.records import Attendance, AttendanceCsv, Records
+from pushd.api.sinks import Sinks
 from pushd.api.users import Users as UsersResource
+from pushd.metrics import CONTENT_TYPE_LATEST
 
 __all__ = ["Health", "build_api"]
 
@@ -53,6 +55,24 @@ class Crypto(ApiResource):
             "server_key_fingerprint": await sessions.fingerprint(),
             "transports": sessions.names(),
         }
+
+
+class MetricsResource(Resource):
+    """``GET /metrics``: Prometheus text format, behind the token like the API."""
+
+    isLeaf = True
+
+    def __init__(self, token: str, metrics: Any) -> None:
+        super().__init__()
+        self._token = token
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> object:
+        if not authorized(request, self._token):
+            send_error(request, Unauthorized())
+            return NOT_DONE_YET
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return bytes(self._metrics.exposition())
 
 
 class _Guarded(Resource):
@@ -116,6 +136,7 @@ def build_api(
         b"users": UsersResource(context),
         b"photos": Photos(context),
         b"crypto": Crypto(context),
+        b"sinks": Sinks(context),
     }
     if extensions:
         ext = Resource()
@@ -124,4 +145,5 @@ def build_api(
         endpoints[b"ext"] = ext
     root = _Root()
     root.putChild(b"api", _Guarded(token, Health(context), endpoints))
+    root.putChild(b"metrics", MetricsResource(token, app.metrics))
     return root

@@ -36,6 +36,14 @@ from pushd.storage._commands import (
     fit_budget,
     matches,
 )
+from pushd.storage._events import (
+    Event,
+    command_event,
+    device_event,
+    event,
+    event_object,
+    events_for_rows,
+)
 from pushd.storage._tables import (
     TABLES,
     Filter,
@@ -83,6 +91,10 @@ class _Rows:
         self._last_id += 1
         self.rows[self._last_id] = row
         return "stored"
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
 
     def relink(self, row: Row, cmd_id: str) -> None:
         """Point the stored twin of ``row`` at the query ``cmd_id`` that sent it again."""
@@ -134,6 +146,11 @@ class MemoryStore:
         self._device_users: dict[str, set[str]] = {}
         self._commands: dict[str, tuple[int, Command]] = {}
         self._crypto: dict[str, bytes] = {}
+        self._outbox_on = False
+        self._outbox: dict[int, dict[str, Any]] = {}
+        self._outbox_seq = 0
+        self._sinks: dict[str, int] = {}
+        self._dead: list[dict[str, Any]] = []
 
     def open(self) -> Deferred[None]:
         return succeed(None)
@@ -152,6 +169,8 @@ class MemoryStore:
     def add_device(self, sn: str, state: str, when: str) -> Deferred[Device]:
         if sn not in self._devices:
             self._devices[sn] = Device(sn=sn, state=state, first_seen=when, last_seen=when)
+            if state == "pending" and self._outbox_on:
+                self._announce([device_event(self._devices[sn], "device.pending", when)])
         return succeed(_copy(self._devices[sn]))
 
     def update_device(self, sn: str, update: DeviceUpdate) -> Deferred[Device | None]:
@@ -203,14 +222,21 @@ class MemoryStore:
         except (TypeError, ValueError):
             return fail()
         counts = {"stored": 0, "duplicates": 0, "updated": 0, "rejected": 0}
+        announced: list[Event] = []
         for table, rows in groups:
             for row in rows:
                 outcome = self._tables[table.kind].add(row)
                 if outcome == "duplicates" and table.kind == "attendance" and cmd_id:
                     self._tables[table.kind].relink(row, cmd_id)
+                if outcome in ("stored", "updated") and self._outbox_on:
+                    stored = self._tables[table.kind]
+                    row_id = stored.keys.get(table.key_of(row)) if table.key else stored.last_id
+                    assert row_id is not None
+                    announced += events_for_rows(table, [(row_id, row)], sn, received)
                 counts["rejected" if table.kind == "rejected" else outcome] += 1
                 if table.kind == "users":
                     self._device_users.setdefault(table.key_of(row)[0], set()).add(sn)
+        self._announce(announced)
         device = self._devices.get(sn)
         if stamp is not None and device is not None:
             name, value = stamp
@@ -288,6 +314,8 @@ class MemoryStore:
                     completed=when,
                 )
             )
+            if self._outbox_on:
+                self._announce([command_event(command, when)])
         return succeed(command)
 
     def expire_commands(
@@ -311,6 +339,66 @@ class MemoryStore:
         page = found[:limit]
         more = len(found) > limit
         return Page([command_item(c) for _, c in page], str(page[-1][0]) if more else None)
+
+    # -- events ----------------------------------------------------------------
+
+    def use_outbox(self, enabled: bool) -> None:
+        self._outbox_on = enabled
+
+    def _announce(self, events: list[Event]) -> None:
+        for event_id, sn, kind, when, data in events:
+            self._outbox_seq += 1
+            self._outbox[self._outbox_seq] = event_object(event_id, sn, kind, when, data)
+
+    def record_event(self, sn: str, type: str, data: dict[str, Any], when: str) -> Deferred[str]:
+        if not self._outbox_on:
+            return succeed("")
+        made = event(sn, type, when, data)
+        self._announce([made])
+        return succeed(made[0])
+
+    def events_after(self, position: int, limit: int) -> Deferred[list[tuple[int, dict[str, Any]]]]:
+        found = [(seq, e) for seq, e in self._outbox.items() if seq > position]
+        return succeed(found[: max(1, limit)])
+
+    def outbox_size(self, after: int) -> Deferred[int]:
+        return succeed(sum(1 for seq in self._outbox if seq > after))
+
+    def sink_position(self, name: str) -> Deferred[int]:
+        return succeed(self._sinks.get(name, 0))
+
+    def set_sink_position(self, name: str, position: int) -> Deferred[None]:
+        self._sinks[name] = max(position, self._sinks.get(name, 0))
+        return succeed(None)
+
+    def add_dead_letters(
+        self, sink: str, events: Sequence[dict[str, Any]], reason: str, when: str
+    ) -> Deferred[None]:
+        for item in events:
+            self._dead.append(
+                {
+                    "id": len(self._dead) + 1,
+                    "sink": sink,
+                    "event": item,
+                    "reason": reason,
+                    "time": when,
+                }
+            )
+        return succeed(None)
+
+    def dead_letters(self, sink: str | None, query: RecordQuery) -> Deferred[Page]:
+        after = int(query.cursor) if query.cursor is not None else 0
+        limit = clamp_limit(query.limit)
+        found = [d for d in self._dead if d["id"] > after and sink in (None, d["sink"])]
+        page = found[:limit]
+        more = len(found) > limit
+        return succeed(Page([dict(d) for d in page], str(page[-1]["id"]) if more else None))
+
+    def purge_events(self, before: int) -> Deferred[int]:
+        gone = [seq for seq in self._outbox if seq <= before]
+        for seq in gone:
+            del self._outbox[seq]
+        return succeed(len(gone))
 
     # -- server-side users ---------------------------------------------------
 

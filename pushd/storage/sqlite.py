@@ -53,6 +53,15 @@ from pushd.storage._commands import (
     fit_budget,
     matches,
 )
+from pushd.storage._events import (
+    EVENT_TYPES,
+    Event,
+    command_event,
+    device_event,
+    event,
+    event_object,
+    events_for_rows,
+)
 from pushd.storage._tables import (
     TABLES,
     Filter,
@@ -169,6 +178,10 @@ class _Statements:
         )
         self.select = f"SELECT id, {_columns(columns)} FROM {name}"
         self.count = f"SELECT count(*) FROM {name}"
+        self.last_id = f"SELECT max(id) FROM {name}"
+        self.select_id = f"SELECT id FROM {name} WHERE " + " AND ".join(
+            f"{_q(column)} = ?" for column in table.key
+        )
 
 
 _SQL = {kind: _Statements(table) for kind, table in TABLES.items()}
@@ -206,6 +219,15 @@ def _deliver(outcomes: list[_Outcome]) -> None:
             done.callback(value)
         else:
             done.errback(Failure(value))
+
+
+def _thd_announce(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """Write events into the outbox, in the transaction of the data they describe."""
+    if events:
+        conn.executemany(
+            "INSERT INTO outbox (id, sn, type, time, data) VALUES (?, ?, ?, ?, ?)",
+            [(i, sn, t, when, _dumps(data)) for i, sn, t, when, data in events],
+        )
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -263,6 +285,7 @@ class SQLiteStore:
     schema_version = 0
     #: Writes that may wait for the database thread before new ones are refused.
     max_queued = 1000
+    _outbox_on = False
 
     def __init__(self, path: str, reactor: Any = None) -> None:
         if reactor is None:
@@ -459,9 +482,11 @@ class SQLiteStore:
         return self._write(self._thd_add_device, device)
 
     def _thd_add_device(self, conn: sqlite3.Connection, device: Device) -> Device:
-        conn.execute(_INSERT_DEVICE, _device_row(device))
+        added = conn.execute(_INSERT_DEVICE, _device_row(device)).rowcount
         stored = self._thd_get_device(conn, device.sn)
         assert stored is not None
+        if added and stored.state == "pending" and self._outbox_on:
+            _thd_announce(conn, [device_event(stored, "device.pending", stored.first_seen)])
         return stored
 
     def update_device(self, sn: str, update: DeviceUpdate) -> Deferred[Device | None]:
@@ -547,6 +572,8 @@ class SQLiteStore:
         context: dict[str, Any],
     ) -> IngestResult:
         counts: Counter[str] = Counter()
+        announced: list[Event] = []
+        sn, received = context["sn"], context["received"]
         for table, rows in group_by_table(records, context):
             sql = _SQL[table.kind]
             if table.replaces:
@@ -556,10 +583,19 @@ class SQLiteStore:
                     else:
                         conn.execute(sql.insert, row)
                         counts["stored"] += 1
+                    if self._outbox_on and table.kind in EVENT_TYPES:
+                        found = _first(conn, sql.select_id, table.key_of(row))
+                        assert found is not None
+                        announced += events_for_rows(table, [(found[0], row)], sn, received)
             else:
+                last = _first(conn, sql.last_id) if self._outbox_on else None
                 before = conn.total_changes
                 conn.executemany(sql.insert, rows)
                 new = conn.total_changes - before
+                if new and last is not None and table.kind in EVENT_TYPES:
+                    fresh = conn.execute(sql.select + " WHERE id > ? ORDER BY id", (last[0] or 0,))
+                    stored = [(r[0], tuple(r[1:])) for r in fresh.fetchall()]
+                    announced += events_for_rows(table, stored, sn, received)
                 if table.kind == "attendance" and context["cmd_id"] and new < len(rows):
                     # a query reply (CmdId=) re-sending known punches links them to the query
                     conn.executemany(
@@ -580,6 +616,7 @@ class SQLiteStore:
             self._thd_set_stamps(
                 conn, context["sn"], lambda stamps: {name: advance_stamp(stamps.get(name), value)}
             )
+        _thd_announce(conn, announced)
         return IngestResult(**counts)
 
     def record_replies(
@@ -684,6 +721,8 @@ class SQLiteStore:
                 " WHERE id = ?",
                 (status, return_code, _dumps(reply), when, cmd_id),
             )
+            if self._outbox_on:
+                _thd_announce(conn, [command_event(command, when)])
         return command
 
     def expire_commands(
@@ -736,6 +775,92 @@ class SQLiteStore:
         page = found[:limit]
         more = len(found) > limit
         return Page([command_item(c) for _, c in page], str(page[-1][0]) if more else None)
+
+    # -- events ----------------------------------------------------------------
+
+    def use_outbox(self, enabled: bool) -> None:
+        self._outbox_on = enabled
+
+    def record_event(self, sn: str, type: str, data: dict[str, Any], when: str) -> Deferred[str]:
+        if not self._outbox_on:
+            return succeed("")
+        made = event(sn, type, when, data)
+
+        def write(conn: sqlite3.Connection) -> str:
+            _thd_announce(conn, [made])
+            return made[0]
+
+        return self._write(write)
+
+    def events_after(self, position: int, limit: int) -> Deferred[list[tuple[int, dict[str, Any]]]]:
+        return self._run(self._thd_events_after, position, max(1, limit))
+
+    def _thd_events_after(
+        self, conn: sqlite3.Connection, position: int, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        rows = conn.execute(
+            "SELECT seq, id, sn, type, time, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [
+            (seq, event_object(i, sn, t, when, json.loads(d))) for seq, i, sn, t, when, d in rows
+        ]
+
+    def outbox_size(self, after: int) -> Deferred[int]:
+        return self._run(self._thd_count, "SELECT count(*) FROM outbox WHERE seq > ?", [after])
+
+    def sink_position(self, name: str) -> Deferred[int]:
+        return self._run(self._thd_count, "SELECT position FROM sinks WHERE name = ?", [name])
+
+    def set_sink_position(self, name: str, position: int) -> Deferred[None]:
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO sinks (name, position) VALUES (?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET position = max(position, excluded.position)",
+                (name, position),
+            )
+
+        return self._write(update)
+
+    def add_dead_letters(
+        self, sink: str, events: Sequence[dict[str, Any]], reason: str, when: str
+    ) -> Deferred[None]:
+        rows = [(sink, e.get("id", ""), _dumps(e), reason, when) for e in events]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO dead_letters (sink, event_id, event, reason, time)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        return self._write(insert)
+
+    def dead_letters(self, sink: str | None, query: RecordQuery) -> Deferred[Page]:
+        after = int(query.cursor) if query.cursor is not None else 0
+        return self._run(self._thd_dead_letters, sink, after, clamp_limit(query.limit))
+
+    def _thd_dead_letters(
+        self, conn: sqlite3.Connection, sink: str | None, after: int, limit: int
+    ) -> Page:
+        where = " AND sink = ?" if sink is not None else ""
+        params: list[Any] = [after, *([sink] if sink is not None else []), limit + 1]
+        rows = conn.execute(
+            "SELECT id, sink, event, reason, time FROM dead_letters WHERE id > ?"
+            + where
+            + " ORDER BY id LIMIT ?",
+            params,
+        ).fetchall()
+        items = [
+            {"id": i, "sink": s, "event": json.loads(e), "reason": r, "time": t}
+            for i, s, e, r, t in rows[:limit]
+        ]
+        return Page(items, str(items[-1]["id"]) if len(rows) > limit else None)
+
+    def purge_events(self, before: int) -> Deferred[int]:
+        return self._write(
+            lambda conn: conn.execute("DELETE FROM outbox WHERE seq <= ?", (before,)).rowcount
+        )
 
     # -- server-side users ---------------------------------------------------
 

@@ -79,7 +79,12 @@ class QuietSite(Site):
     def __init__(self, resource: Any, **kwargs: Any) -> None:
         super().__init__(resource, logFormatter=_redacting_formatter, **kwargs)
 
+    #: A :class:`pushd.metrics.Metrics`, when requests are counted.
+    metrics: Any = None
+
     def log(self, request: http.Request) -> None:
+        if self.metrics is not None:
+            self.metrics.request(request.path, request.code)
         if getattr(request, "pushd_quiet", False) and request.code == 200:
             return
         super().log(request)

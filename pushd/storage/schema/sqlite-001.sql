@@ -356,4 +356,29 @@ CREATE TABLE commands (
 CREATE INDEX commands_sn_status ON commands (sn, status, seq);
 CREATE INDEX commands_status ON commands (status, seq);
 
+-- Events (CONTRACT 4), written with the data they describe; sinks read them in order.
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    sn TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+
+CREATE TABLE sinks (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    sink TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE INDEX dead_letters_sink ON dead_letters (sink);
+
 INSERT INTO schema_version (version) VALUES (1);
