@@ -19,7 +19,7 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
@@ -106,6 +106,16 @@ class PushdService(MultiService):
                 stop()
 
         d.addCallbacks(opened, failed)
+
+    #: The log observer twistd should use (``--log-format json``), or None for its own.
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd passes its Application here before it starts logging, and
+        # uses an ILogObserver component of the Application when there is one.
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     async def _open(self) -> None:
         await self.store.open()

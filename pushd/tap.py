@@ -14,7 +14,8 @@ from __future__ import annotations
 import configparser
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+import sys
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
@@ -22,6 +23,7 @@ from twisted.python import usage
 
 from pushd.commands import CommandSettings, parse_allowed_families
 from pushd.config import Config, default_options, local_utc_offset_minutes
+from pushd.logs import json_observer
 from pushd.plugin_api import select_plugins
 
 __all__ = ["Options", "makeService"]
@@ -78,6 +80,12 @@ class Options(usage.Options):
             None,
             None,
             "HMAC-SHA256 key for webhook signatures [default: env PUSHD_SINK_SECRET]",
+        ],
+        [
+            "log-format",
+            None,
+            "text",
+            "text, or json: one JSON object per log event, where twistd would write its log",
         ],
         [
             "allow-commands",
@@ -149,6 +157,10 @@ class Options(usage.Options):
             raise SystemExit(f"twistd pushd: {error}") from None
 
     def postOptions(self) -> None:
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError(
+                f"--log-format: expected text or json, not {self['log-format']!r}"
+            )
         self.config = build_config(self)
 
 
@@ -297,6 +309,19 @@ def makeService(options: Options) -> IService:
 
     try:
         plugins = select_plugins(options.config.plugins)
-        return build_service(options.config, reactor, plugins=plugins)
+        service = build_service(options.config, reactor, plugins=plugins)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"pushd: cannot start: {exc}") from None
+    if options["log-format"] == "json":
+        service.log_observer = json_observer(_log_stream(getattr(options, "parent", None)))
+    return service
+
+
+def _log_stream(twistd: Any) -> IO[str]:
+    """Where twistd would write its log: standard output with -n, else its --logfile."""
+    if twistd is None:
+        return sys.stdout
+    logfile = twistd.get("logfile")
+    if logfile in (None, "", "-") and twistd.get("nodaemon"):
+        return sys.stdout
+    return open(logfile or "twistd.log", "a", encoding="utf-8")

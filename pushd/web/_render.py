@@ -12,6 +12,7 @@ with a plain 500, and never lets a traceback reach the wire.
 from __future__ import annotations
 
 import re
+import time
 from functools import wraps
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -22,6 +23,7 @@ from twisted.web import http
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pushd.errors import PushdError
+from pushd.logs import log_request
 
 __all__ = ["TEXT_PLAIN", "QuietSite", "async_handler", "quiet", "redact", "write_reply"]
 
@@ -49,21 +51,6 @@ def redact(uri: bytes) -> bytes:
     return _SECRETS.sub(rb"\1=<redacted>", uri)
 
 
-class _Redacted:
-    """A request as the access log sees it: secrets in the URI hidden."""
-
-    def __init__(self, request: http.Request) -> None:
-        self._request = request
-        self.uri = redact(request.uri)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
-
-
-def _redacting_formatter(timestamp: str, request: http.Request) -> str:
-    return http.combinedLogFormatter(timestamp, _Redacted(request))
-
-
 class QuietSite(Site):
     """
     A Site whose access log leaves out successful routine polls.
@@ -76,9 +63,6 @@ class QuietSite(Site):
     #: The :class:`pushd.config.Limits` its requests enforce.
     limits: Any = None
 
-    def __init__(self, resource: Any, **kwargs: Any) -> None:
-        super().__init__(resource, logFormatter=_redacting_formatter, **kwargs)
-
     #: A :class:`pushd.metrics.Metrics`, when requests are counted.
     metrics: Any = None
 
@@ -87,7 +71,18 @@ class QuietSite(Site):
             self.metrics.request(request.path, request.code)
         if getattr(request, "pushd_quiet", False) and request.code == 200:
             return
-        super().log(request)
+        started = getattr(request, "started", None)
+        duration = time.monotonic() - started if started is not None else 0.0
+        address = request.getClientAddress()
+        log_request(
+            sn=_sn_of(request),
+            method=request.method.decode("ascii", "replace"),
+            path=redact(request.uri).decode("utf-8", "replace"),
+            status=request.code,
+            duration=duration,
+            ip=str(getattr(address, "host", "-")),
+            size=request.sentLength,
+        )
 
 
 def write_reply(
@@ -105,11 +100,15 @@ def write_reply(
     request.finish()
 
 
-def _describe(request: Request) -> str:
-    sn = ""
-    for name, values in request.args.items():
+def _sn_of(request: Any) -> str:
+    for name, values in (request.args or {}).items():
         if name.lower() == b"sn" and values:
-            sn = values[0].decode("utf-8", "replace")
+            return str(values[0].decode("utf-8", "replace"))
+    return ""
+
+
+def _describe(request: Request) -> str:
+    sn = _sn_of(request)
     uri = redact(request.uri).decode("utf-8", "replace")
     return f"{request.method.decode('ascii', 'replace')} {uri} (SN {sn or '?'})"
 

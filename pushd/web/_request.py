@@ -9,6 +9,7 @@ and a one-line reason (413, 429), and the excess is never kept in memory.
 from __future__ import annotations
 
 import io
+import time
 from typing import Any, Dict, Optional
 
 from twisted.internet.interfaces import IAddress
@@ -36,6 +37,11 @@ class LimitedRequest(Request):
 
     too_large = False
     _received = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: When the request began, for the duration in the log.
+        self.started = time.monotonic()
 
     def _max_body(self) -> int:
         limits: Optional[Limits] = getattr(getattr(self.channel, "site", None), "limits", None)
