@@ -64,6 +64,8 @@ _TIME = re.compile(
 # In a TAB-less (spec example) keyed line, a field starts where "Key=" starts.
 _KEY_START = re.compile(rb"\s+(?=[A-Za-z~][A-Za-z0-9_~]*=)")
 _KIND = re.compile(rb"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+# A 3.x record's optional table-name prefix: a word, then SP or TAB.
+_LEADING_WORD = re.compile(rb"\A([A-Za-z_][A-Za-z0-9_]*)[ \t]")
 # In the options list, a comma separates two pairs only when a key follows.
 _OPTION_SPLIT = re.compile(r",(?=[~A-Za-z0-9_]+=)")
 
@@ -193,10 +195,21 @@ class _Keyed:
         return tuple((k, v) for k, v in self.pairs if k.lower() not in skip)
 
 
-def _split_keyed(line: bytes, codec: str) -> Optional[_Keyed]:
-    head, _, rest = line.partition(b" ")
-    if not _KIND.match(head):
-        return None
+def _split_keyed(line: bytes, codec: str, bare: bool = False) -> Optional[_Keyed]:
+    """
+    Split ``KIND key=value<TAB>key=value...`` into its kind and pairs.
+
+    With ``bare`` (PUSH 3.x uploads), the kind is optional: a leading word
+    without ``=`` followed by a SP or TAB is the kind, else the kind is ``""``
+    and the whole line is pairs (``time=..<TAB>pin=..``).
+    """
+    if bare:
+        match = _LEADING_WORD.match(line)
+        head, rest = (match.group(1), line[match.end() :]) if match else (b"", line)
+    else:
+        head, _, rest = line.partition(b" ")
+        if not _KIND.match(head):
+            return None
     parts = rest.split(b"\t") if b"\t" in rest else _KEY_START.split(rest.strip())
     pairs = []
     lossy = False
