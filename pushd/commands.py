@@ -33,6 +33,7 @@ from pushd.interfaces import IStore
 from pushd.model import Command, Device, RecordQuery
 from pushd.protocol.commands import Built, build, format_commands, interpret, validate_raw
 from pushd.protocol.devicecmd import parse_devicecmd
+from pushd.protocol.push3 import build3, interpret3, is_push3
 from pushd.protocol.records import CommandReply
 from pushd.protocol.replies import format_ok
 from pushd.protocol.text import codec_for
@@ -220,6 +221,8 @@ class CommandService:
             elif kind == "upgrade" and "file" in params:
                 self._check_family("upgrade")
                 built = await self._upgrade(params)
+            elif is_push3(device.push_version, device.device_type):
+                built = build3(kind, params)  # the 3.x dialect of the same kinds
             else:
                 built = build(kind, params)
         elif "command" in body:
@@ -383,7 +386,10 @@ class CommandService:
         command = await self._store.get_command(reply.cmd_id)
         if command is None or command.sn != device.sn:
             return False
-        outcome = interpret(command.command, reply)
+        push3 = is_push3(device.push_version, device.device_type)
+        outcome = (interpret3 if push3 else interpret)(command.command, reply)
+        if outcome.status == "pending":
+            return True  # a master controller's "accepted": the result follows, same id
         data = dict(outcome.data)
         data["meaning"] = outcome.meaning
         if command.kind == "query_attlog" or command.command.upper().startswith(

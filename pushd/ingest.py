@@ -23,14 +23,27 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from pushd.config import Config
-from pushd.errors import ProtocolError, PushdError, RequestTooLarge, StoreError, UnsupportedRequest
+from pushd.errors import ProtocolError, PushdError, RequestTooLarge, StoreError
 from pushd.interfaces import IStore, IVerifier
 from pushd.model import STAMP_TABLES, Device
 from pushd.protocol.cdata import parse_options, parse_table
 from pushd.protocol.packs import read_pack
 from pushd.protocol.photo import parse_attphoto
+from pushd.protocol.push3 import (
+    auth_reply,
+    is_push3,
+    parse_attphotos,
+    parse_auth_request,
+    parse_querydata,
+    parse_registry,
+    parse_rtlog,
+    parse_rtstate,
+    parse_tabledata,
+    row_count,
+    tabledata_reply,
+)
 from pushd.protocol.query import Params
-from pushd.protocol.records import AttPhoto, Record
+from pushd.protocol.records import AttPhoto, Record, Rejected
 from pushd.protocol.replies import format_ok
 from pushd.protocol.text import codec_for
 from pushd.registry import DeviceRegistry
@@ -89,11 +102,15 @@ class Ingestor:
         """
         if params.get("type").lower() == "postverifydata":
             return await self._verify(device, body)
+        if params.get("authtype").lower() == "device":
+            return await self._remote_auth(device, body)
         table = params.table.upper()
         if not table:
             raise ProtocolError("missing table parameter")
+        push3 = is_push3(device.push_version, device.device_type)
         if table == "OPTIONS":
-            await self._registry.record_options(device, parse_options(body, _codec(device)))
+            parse = parse_registry if push3 else parse_options
+            await self._registry.record_options(device, parse(body, _codec(device)))
             return format_ok()
         if params.get("contenttype").lower() == "tgz":
             body = await self._in_thread(read_pack, body)
@@ -101,8 +118,12 @@ class Ingestor:
             return await self._plugin_upload(device, params, table, body)
         if table == "ATTPHOTO":
             return await self._photo(device, params, body)
-        if table in ("RTLOG", "RTSTATE", "TABLEDATA"):
-            raise UnsupportedRequest(f"table {params.table} is not served")
+        if table in ("RTLOG", "RTSTATE"):
+            parse3 = parse_rtlog if table == "RTLOG" else parse_rtstate
+            await self._commit(device, params, table, parse3(body, _codec(device)))
+            return format_ok()
+        if table == "TABLEDATA":
+            return await self._tabledata(device, params, body)
         sealed = await self._sessions.unwrap(device, table, body)
         if sealed is not None:
             if sealed.cached_reply is not None:
@@ -158,6 +179,53 @@ class Ingestor:
                 n=result.rejected,
                 table=table,
             )
+
+    async def _tabledata(self, device: Device, params: Params, body: bytes) -> bytes:
+        """3.x ``table=tabledata&tablename=<t>``: answered ``<t>=<records accepted>`` (§3.6)."""
+        name = params.get("tablename").strip()
+        if not name:
+            raise ProtocolError("tabledata without tablename")
+        records: List[Record] = []
+        if name.upper() == "ATTPHOTO":
+            for row in parse_attphotos(body, _codec(device), name):
+                if isinstance(row, Rejected):
+                    records.append(row)
+                    continue
+                photo, image = row
+                path = await self._in_thread(self._write_photo, device.sn, photo, image)
+                records.append(replace(photo, path=path))
+        else:
+            records = parse_tabledata(name, body, _codec(device))
+        await self._commit(device, params, name.upper(), records)
+        accepted = row_count(records)
+        told = params.get("count").strip()
+        if told.isdigit() and int(told) != accepted:
+            self.log.info(
+                "{sn}: tabledata {table} said count={told}, {n} record(s) accepted",
+                sn=device.sn,
+                table=name,
+                told=told,
+                n=accepted,
+            )
+        return tabledata_reply(name, accepted)
+
+    async def querydata(self, device: Device, params: Params, body: bytes) -> bytes:
+        """``POST /iclock/querydata`` (3.x §4.8): a query's results, linked to its command."""
+        packet = parse_querydata(params.items(), body, _codec(device))
+        if packet.records:
+            stamp_less = Params({**params.items(), "cmdid": packet.cmd_id})
+            await self._commit(device, stamp_less, packet.table.upper(), list(packet.records))
+        return packet.reply
+
+    async def _remote_auth(self, device: Device, body: bytes) -> bytes:
+        """3.x ``AuthType=device`` (§6): the verifier decides, the answer opens the door or not."""
+        request = parse_auth_request(body, _codec(device))
+        verdict = await self._verifier.verify(device.sn, request.line)
+        await self._store.record_verification(
+            device.sn, body, "allow" if verdict.allow else "deny", self._registry.now()
+        )
+        tips = "" if verdict.reply == "OK" else verdict.reply
+        return auth_reply(request, verdict.allow, tips=tips)
 
     async def _photo(self, device: Device, params: Params, body: bytes) -> bytes:
         base64_payload = self._option(device, "ATTPHOTOBase64").strip() == "1"

@@ -107,8 +107,19 @@ class DeviceRegistry:
         """
         return self._require_approved(await self._get(sn, ip))
 
-    async def handshake(self, handshake: Handshake, ip: str) -> Device:
-        """Admit a device at the initialization exchange and record what it told us (spec 5)."""
+    async def contact(self, sn: str, ip: str) -> Device:
+        """The device behind a request, recorded if new, approved or not."""
+        return await self._get(sn, ip)
+
+    async def handshake(
+        self, handshake: Handshake, ip: str, require_approval: bool = True
+    ) -> Device:
+        """
+        Admit a device at the initialization exchange and record what it told us (spec 5).
+
+        :param require_approval: refuse devices not approved (3.x devices may
+            go on to register, and are refused there).
+        """
         device = await self._get(handshake.sn, ip)
         if device.pushcommkey and not hmac.compare_digest(
             handshake.pushcommkey.encode("utf-8"), device.pushcommkey.encode("utf-8")
@@ -134,7 +145,7 @@ class DeviceRegistry:
         )
         device = await self._update(handshake.sn, update)
         self._seen.pop(handshake.sn, None)
-        return self._require_approved(device)
+        return self._require_approved(device) if require_approval else device
 
     def record_info(self, device: Device, info: DeviceInfo) -> Deferred[Device]:
         """Store the ``INFO=`` values of a poll (spec 9)."""

@@ -44,6 +44,7 @@ from pushd.interfaces import (
 from pushd.metrics import Metrics
 from pushd.model import Device
 from pushd.plugin_api import Contained, PluginFacade
+from pushd.registration import Registrar
 from pushd.registry import DeviceRegistry
 from pushd.sessions import CryptoSessions
 from pushd.storage import store_from_url
@@ -277,7 +278,8 @@ def build_application(
     commands = CommandService(store, registry, reactor, files, config.commands, metrics)
     users = UserService(store, commands, reactor, frozenset(config.sync_groups))
     ingestor.after_commit.append(users.sync_from_device)
-    services = DeviceServices(registry, ingestor, store, commands, sessions)
+    registrar = Registrar(registry, reactor, config)
+    services = DeviceServices(registry, ingestor, store, commands, sessions, registrar)
     root = build_root(services, config.options, files, reactor, device_children)
     outbox = Outbox(store, [SinkDispatcher(store, sink, reactor) for sink in sinks])
     delay = _float(config.option("Delay", "10"), 10.0)

@@ -40,6 +40,15 @@ from pushd.protocol.commands import (
     userpic_update,
     vein_update,
 )
+from pushd.protocol.push3 import (
+    biodata_update3,
+    biophoto_update3,
+    finger_update3,
+    is_push3,
+    user_delete3,
+    user_update3,
+    userpic_update3,
+)
 from pushd.protocol.records import (
     BioPhoto,
     BioTemplate,
@@ -189,6 +198,8 @@ def _version_fits(device: Device, template: BioTemplate) -> bool:
 
 def commands_for_device(device: Device, records: Sequence[Record]) -> List[Built]:
     """The DATA UPDATE commands that give ``device`` these records, as it can use them."""
+    if is_push3(device.push_version, device.device_type):
+        return _commands_for_push3(records)
     data = device.hybrid.get("MultiBioDataSupport", "")
     photos = device.hybrid.get("MultiBioPhotoSupport", "")
     unified = {
@@ -218,6 +229,25 @@ def commands_for_device(device: Device, records: Sequence[Record]) -> List[Built
             built.append(userpic_update(record))
         elif isinstance(record, BioPhoto) and _flag(photos, record.type):
             built.append(biophoto_update(record))
+    return built
+
+
+def _commands_for_push3(records: Sequence[Record]) -> List[Built]:
+    """The 3.x dialect: users, templatev10 fingerprints, biodata, photos (3.x notes §4.2)."""
+    built: List[Built] = []
+    for record in records:
+        if getattr(record, "size_ok", True) is False:
+            continue
+        if isinstance(record, UserInfo):
+            built.append(user_update3(record))
+        elif isinstance(record, BioTemplate):
+            built.append(biodata_update3(record))
+        elif isinstance(record, FingerTemplate):
+            built.append(finger_update3(record))
+        elif isinstance(record, UserPhoto):
+            built.append(userpic_update3(record))
+        elif isinstance(record, BioPhoto):
+            built.append(biophoto_update3(record))
     return built
 
 
@@ -344,7 +374,15 @@ class UserService:
         removal = build("delete_user", {"pin": pin})
         targets = await self._targets(devices, lambda d: True)
         deleted = await self._store.delete_user(pin)
-        queued = [command_json(await self._commands.queue(d.sn, removal)) for d in targets]
+        queued = []
+        for target in targets:
+            steps = (
+                user_delete3(pin)
+                if is_push3(target.push_version, target.device_type)
+                else [removal]
+            )
+            for step in steps:
+                queued.append(command_json(await self._commands.queue(target.sn, step)))
         return {"deleted": deleted, "commands": queued}
 
     @deferred

@@ -126,7 +126,7 @@ def test_handshake_records_pushcommkey_and_3x_device_type(server: TestServer) ->
     assert device.info["pushcommkey"] == "sent"  # whether, never which
     assert device.language == "83"
     reply = replay(server, vector("023"))
-    assert reply.status == 200 and b"PushProtVer=2.4.1" in reply.body
+    assert (reply.status, reply.body) == (200, b"OK")  # 3.x, not registered yet
     acc = settle(server, server.store.get_device("VGU6251500098"))
     assert (acc.device_type, acc.push_version) == ("acc", "3.1.2")
 
@@ -507,11 +507,6 @@ def test_unknown_paths_and_methods(server: TestServer) -> None:
     assert send(server, "GET", "/iclock/devicecmd?SN=A1").status == 405
 
 
-def test_3x_tables_are_refused_with_a_reason_until_served(server: TestServer) -> None:
-    reply = replay(server, vector("029"))
-    assert (reply.status, reply.body) == (404, b"table rtlog is not served")
-
-
 # -- storage trouble ------------------------------------------------------------
 
 
@@ -544,7 +539,7 @@ def test_unexpected_errors_are_a_plain_500_without_traceback(tmp_path: Any) -> N
 
 # -- every real vector ----------------------------------------------------------
 
-_REAL_2X: Dict[str, Tuple[int, bytes]] = {
+_REAL: Dict[str, Tuple[int, bytes]] = {
     "001": (200, b"GET OPTION FROM: CKJF201960996\n"),
     "002": (200, b"OK"),
     "003": (200, b"OK"),
@@ -558,7 +553,12 @@ _REAL_2X: Dict[str, Tuple[int, bytes]] = {
     "019": (400, b"reply for unknown command id 1626"),
     "020": (400, b"reply for unknown command id 287"),
     "021": (400, b"reply for unknown command id 1647"),
-    "023": (200, b"GET OPTION FROM: VGU6251500098\n"),
+    "023": (200, b"OK"),
+    "024": (200, b"RegistryCode="),
+    "025": (406, b"406"),
+    "029": (200, b"OK"),
+    "031": (200, b"user=3"),
+    "033": (200, b"biophoto=1"),
     "036": (400, b"reply for unknown command id 120"),
     "039": (200, b"OK"),
     "040": (200, b"OK: 1"),
@@ -571,14 +571,9 @@ _REAL_2X: Dict[str, Tuple[int, bytes]] = {
 @pytest.mark.parametrize("v", all_vectors("real"), ids=lambda v: v.name[:3])
 def test_every_real_vector_gets_a_deliberate_answer(server: TestServer, v: Vector) -> None:
     reply = replay(server, v)
-    expected = _REAL_2X.get(v.name[:3])
-    if expected is None:  # PUSH 3.x paths: refused with a reason until served
-        assert reply.status == 404 and reply.body in (
-            b"Not found",
-            b"table rtlog is not served",
-            b"table tabledata is not served",
-        )
-        return
-    status, start = expected
+    status, start = _REAL[v.name[:3]]
     assert reply.status == status
-    assert reply.body.startswith(start) if start.endswith(b"\n") else reply.body == start
+    if start.endswith((b"\n", b"=")) and start != b"user=3":
+        assert reply.body.startswith(start)
+    else:
+        assert reply.body == start

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from functools import wraps
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Tuple, TypeVar, Union
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -113,16 +113,22 @@ def _describe(request: Request) -> str:
     return f"{request.method.decode('ascii', 'replace')} {uri} (SN {sn or '?'})"
 
 
-def async_handler(handler: Callable[[Any, Request], Awaitable[bytes]]) -> Callable[..., Any]:
-    """Wrap ``async def render_X(self, request) -> bytes`` into a twisted.web render method."""
+def async_handler(
+    handler: Callable[[Any, Request], Awaitable[Union[bytes, Tuple[int, bytes]]]],
+) -> Callable[..., Any]:
+    """
+    Wrap ``async def render_X(self, request)`` into a twisted.web render
+    method; the handler returns the body (status 200) or ``(status, body)``.
+    """
 
     @wraps(handler)
     def render(self: Any, request: Request) -> object:
         content_type = getattr(self, "content_type", TEXT_PLAIN)
         d: Deferred[bytes] = Deferred.fromCoroutine(handler(self, request))  # type: ignore[arg-type]
 
-        def succeeded(body: bytes) -> None:
-            write_reply(request, 200, body, content_type)
+        def succeeded(result: Any) -> None:
+            status, body = result if isinstance(result, tuple) else (200, result)
+            write_reply(request, status, body, content_type)
 
         def failed(failure: Failure) -> None:
             if failure.check(CancelledError):

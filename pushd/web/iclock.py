@@ -17,14 +17,16 @@ from twisted.web.server import Request
 
 from pushd.commands import CommandService
 from pushd.config import handshake_options
-from pushd.errors import ProtocolError, UnsupportedRequest
+from pushd.errors import DeviceNotAuthorized, ProtocolError, UnsupportedRequest
 from pushd.files import FileArea
 from pushd.ingest import Ingestor
 from pushd.interfaces import IStore
 from pushd.model import Device
+from pushd.protocol.push3 import is_push3
 from pushd.protocol.query import Params, parse_handshake, parse_info, parse_params
 from pushd.protocol.replies import format_ok, format_options, format_remote_att
 from pushd.protocol.text import codec_for
+from pushd.registration import Registrar
 from pushd.registry import DeviceRegistry
 from pushd.sessions import CryptoSessions
 from pushd.web._render import async_handler, quiet
@@ -38,6 +40,10 @@ __all__ = [
     "FileDownload",
     "GetRequest",
     "Ping",
+    "PushEndpoint",
+    "QueryData",
+    "RegistryEndpoint",
+    "RtData",
 ]
 
 
@@ -63,6 +69,7 @@ class DeviceServices:
     store: IStore
     commands: CommandService
     sessions: CryptoSessions
+    registrar: Registrar
 
 
 class _DeviceResource(Resource):
@@ -77,6 +84,7 @@ class _DeviceResource(Resource):
         self._store = services.store
         self._commands = services.commands
         self._sessions = services.sessions
+        self._registrar = services.registrar
 
     def render(self, request: Request) -> object:
         method = request.method.decode("ascii", "replace")
@@ -93,9 +101,14 @@ class _DeviceResource(Resource):
         return super().render(request)
 
     async def _admitted(self, request: Request) -> Tuple[Params, Device]:
-        """The request's parameters and its device, if the device may be served."""
+        """
+        The request's parameters and its device, if the device may be served
+        (approved, and with a matching token when it has sent one before).
+        """
         params = parse_params(request.args)
-        return params, await self._registry.admit(params.sn, _client_ip(request))
+        device = await self._registry.admit(params.sn, _client_ip(request))
+        await self._registrar.check_token(device, request.getHeader(b"cookie"))
+        return params, device
 
 
 class CData(_DeviceResource):
@@ -118,7 +131,11 @@ class CData(_DeviceResource):
             return format_remote_att(user, fingerprints, codec_for(device.language))
         if "options" not in params:
             raise ProtocolError("GET cdata needs options=all or table=RemoteAtt")
-        device = await self._registry.handshake(parse_handshake(params), _client_ip(request))
+        handshake = parse_handshake(params)
+        if is_push3(handshake.push_version, handshake.device_type):
+            device = await self._registry.handshake(handshake, _client_ip(request), False)
+            return await self._registrar.handshake(device)
+        device = await self._registry.handshake(handshake, _client_ip(request))
         crypto = await self._sessions.handshake(device)
         options = handshake_options(
             self._options, device.stamps, device.settings, device.push_version, crypto
@@ -226,3 +243,64 @@ class Exchange(_DeviceResource):
         if not kind:
             raise ProtocolError("missing type parameter")
         return await self._sessions.exchange(device, kind, _body(request))
+
+
+_PUSH = b"application/push;charset=UTF-8"
+
+
+def _with_cookie(request: Request, cookie: Any) -> None:
+    if cookie is not None:
+        request.setHeader(b"set-cookie", cookie)
+
+
+class RegistryEndpoint(_DeviceResource):
+    """``POST /iclock/registry`` (3.x §2.2): capabilities stored; a RegistryCode or 406."""
+
+    content_type = _PUSH
+
+    @async_handler
+    async def render_POST(self, request: Request) -> Tuple[int, bytes]:
+        params = parse_params(request.args)
+        device = await self._registry.contact(params.sn, _client_ip(request))
+        if device.state == "blocked":
+            raise DeviceNotAuthorized()
+        status, body, cookie = await self._registrar.register(device, _body(request))
+        _with_cookie(request, cookie)
+        return status, body
+
+
+class PushEndpoint(_DeviceResource):
+    """``GET|POST /iclock/push`` (3.x §2.3): the configuration with a new SessionID."""
+
+    content_type = _PUSH
+
+    @async_handler
+    async def render_GET(self, request: Request) -> Tuple[int, bytes]:
+        _, device = await self._admitted(request)
+        status, body, cookie = await self._registrar.push(device)
+        _with_cookie(request, cookie)
+        return status, body
+
+    render_POST = render_GET
+
+
+class RtData(_DeviceResource):
+    """``GET /iclock/rtdata?type=time`` (3.x §5.2): the server time, encoded."""
+
+    content_type = _PUSH
+
+    @async_handler
+    async def render_GET(self, request: Request) -> bytes:
+        params, device = await self._admitted(request)
+        return self._registrar.rtdata(device, params.get("type"))
+
+
+class QueryData(_DeviceResource):
+    """``POST /iclock/querydata`` (3.x §4.8): results of DATA QUERY/COUNT, GET OPTIONS."""
+
+    content_type = _PUSH
+
+    @async_handler
+    async def render_POST(self, request: Request) -> bytes:
+        params, device = await self._admitted(request)
+        return await self._ingestor.querydata(device, params, _body(request))

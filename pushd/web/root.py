@@ -23,6 +23,10 @@ from pushd.web.iclock import (
     FileDownload,
     GetRequest,
     Ping,
+    PushEndpoint,
+    QueryData,
+    RegistryEndpoint,
+    RtData,
 )
 
 __all__ = ["SERVED_PATHS", "build_root"]
@@ -31,7 +35,19 @@ __all__ = ["SERVED_PATHS", "build_root"]
 #: The paths pushd serves under ``/iclock/`` itself (and their ``.aspx`` aliases).
 SERVED_PATHS = frozenset(
     name + suffix
-    for name in (b"cdata", b"fdata", b"getrequest", b"devicecmd", b"ping", b"exchange", b"file")
+    for name in (
+        b"cdata",
+        b"fdata",
+        b"getrequest",
+        b"devicecmd",
+        b"ping",
+        b"exchange",
+        b"file",
+        b"registry",
+        b"push",
+        b"rtdata",
+        b"querydata",
+    )
     for suffix in (b"", b".aspx")
 ) | {b"iclock"}
 
@@ -68,6 +84,10 @@ def build_root(
         b"devicecmd": DeviceCmd(services),
         b"ping": Ping(services),
         b"exchange": Exchange(services),
+        b"registry": RegistryEndpoint(services),
+        b"push": PushEndpoint(services),
+        b"rtdata": RtData(services),
+        b"querydata": QueryData(services),
         b"file": FileDownload(services.registry, files, reactor),
     }
     for name, resource in endpoints.items():
