@@ -68,8 +68,10 @@ class SinkDispatcher:
         clock: IReactorTime,
         settings: DeliverySettings = DeliverySettings(),
         rng: Optional[random.Random] = None,
+        enrich: Callable[[Dict[str, Any]], Dict[str, Any]] = lambda event: event,
     ) -> None:
         self._store = store
+        self._enrich = enrich
         self.sink = sink
         self._clock = clock
         self._settings = settings
@@ -152,7 +154,7 @@ class SinkDispatcher:
         ):
             await self._sleep(self._settings.batch_delay)
             batch = await self._store.events_after(self.position, self._settings.batch_size)
-        events = [e for _, e in batch]
+        events = [self._enrich(e) for _, e in batch]
         last = batch[-1][0]
         try:
             await self.sink.deliver(events)

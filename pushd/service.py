@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.internet import StreamServerEndpointService, TimerService
@@ -44,7 +45,7 @@ from pushd.interfaces import (
 from pushd.metrics import Metrics
 from pushd.model import Device
 from pushd.plugin_api import Contained, PluginFacade
-from pushd.registration import Registrar
+from pushd.registration import Registrar, timezone_minutes
 from pushd.registry import DeviceRegistry
 from pushd.sessions import CryptoSessions
 from pushd.storage import store_from_url
@@ -281,7 +282,8 @@ def build_application(
     registrar = Registrar(registry, reactor, config)
     services = DeviceServices(registry, ingestor, store, commands, sessions, registrar)
     root = build_root(services, config.options, files, reactor, device_children)
-    outbox = Outbox(store, [SinkDispatcher(store, sink, reactor) for sink in sinks])
+    enrich = utc_enricher(registry, timezone_minutes(config.option("TimeZone", "0")))
+    outbox = Outbox(store, [SinkDispatcher(store, sink, reactor, enrich=enrich) for sink in sinks])
     delay = _float(config.option("Delay", "10"), 10.0)
 
     def delay_of(device: Device) -> float:
@@ -303,6 +305,32 @@ def build_application(
         presence,
         metrics,
     )
+
+
+def utc_enricher(
+    registry: DeviceRegistry, default_minutes: int
+) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    """
+    Adds ``utc`` to events whose data has a device-local ``time`` (punches,
+    operations, photos), using the device's TimeZone setting or the server's.
+    """
+
+    def enrich(event: Dict[str, Any]) -> Dict[str, Any]:
+        data = event.get("data") or {}
+        local = data.get("time")
+        if event.get("type") not in ("attendance", "operation", "photo") or not local:
+            return event
+        device = registry.cached(str(event.get("sn", "")))
+        minutes = default_minutes
+        if device is not None:
+            minutes = timezone_minutes(device.settings.get("TimeZone", ""), default_minutes)
+        try:
+            moment = datetime.strptime(local, "%Y-%m-%dT%H:%M:%S") - timedelta(minutes=minutes)
+        except ValueError:
+            return event
+        return {**event, "data": {**data, "utc": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+
+    return enrich
 
 
 def _float(value: str, default: float) -> float:

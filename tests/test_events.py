@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from pushd.config import Config, default_options
 from pushd.dispatch import DeliverySettings, PresenceWatcher, SinkDispatcher
 from pushd.interfaces import IEventSink, SinkRejected
-from pushd.model import RecordQuery
+from pushd.model import DeviceUpdate, RecordQuery
 from pushd.protocol.records import AttLog
 from pushd.storage.memory import MemoryStore
 from pushd.storage.sqlite import SQLiteStore
@@ -184,3 +184,16 @@ def test_sinks_and_metrics_are_served_by_the_api_behind_the_token(tmp_path: Any)
     assert 'pushd_devices{state="approved"} 1.0' in text
     assert 'pushd_outbox_depth{sink="recorder"}' in text
     assert settle(server, client.get("http://api/metrics")).code == 401
+
+
+def test_delivered_punches_carry_their_utc_time(tmp_path: Any) -> None:
+    sink = Recorder()
+    server = sinking_server(tmp_path, sink)
+    handshake(server, "EV6")
+    settle(server, server.app.registry.update("EV6", DeviceUpdate(settings={"TimeZone": "330"})))
+    send(server, "POST", "/iclock/cdata?SN=EV6&table=ATTLOG", b"1\t2026-11-24 08:00:00")
+    server.reactor.advance(5)
+    dispatcher = server.app.outbox.dispatchers[0]
+    settle(server, Deferred.fromCoroutine(dispatcher.deliver_once()))
+    [event] = sink.events
+    assert event["data"]["utc"] == "2026-11-24T02:30:00Z"  # UTC+05:30

@@ -37,8 +37,8 @@ EVENT_TYPES = {
     "faces": "template",
     "veins": "template",
     "biodata": "template",
-    "userphotos": "photo",
-    "biophotos": "photo",
+    "userphotos": "template",
+    "biophotos": "template",
     "attphotos": "photo",
     "errors": "error",
 }
@@ -65,8 +65,10 @@ def events_for_rows(
     found = []
     for row_id, row in rows:
         data = {k: v for k, v in table.item(row_id, row).items() if k not in _HEAVY}
-        if kind in ("template", "photo"):
+        if kind == "template":
             data["kind"] = table.kind
+        if table.kind == "attphotos":
+            data["url"] = f"/api/photos/att-{row_id}"
         found.append(event(sn, kind, when, data))
     return found
 
