@@ -109,7 +109,7 @@ class Limits:
     max_body: int = 64 * 1024 * 1024
     max_records: int = 100_000
     max_photo: int = 8 * 1024 * 1024
-    idle_timeout: float = 60.0
+    idle_timeout: float = 120.0  # 3.x terminals keep connections open between requests
     connections_per_peer: int = 64
 
 
