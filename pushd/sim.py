@@ -70,6 +70,8 @@ from twisted.web.client import (
     ResponseFailed,
 )
 
+from pushd.sim_zkx1 import ZKX1Client, ZKX1ClientError
+
 __all__ = [
     "HOME",
     "RECORD_TABLES",
@@ -604,8 +606,11 @@ class VirtualDevice:
         error_delay: Optional[float] = None,
         batch: int = 100,
         timeout: Optional[float] = None,
+        zkx1: Optional[ZKX1Client] = None,
     ) -> None:
         self.sn = sn
+        #: The ZKX1 client (``--encrypt``), used when the server negotiates ZKX1.
+        self.zkx1 = zkx1
         self.encoding = codecs.lookup(encoding).name
         self.state = DeviceState()
         self.stats = DeviceStats()
@@ -777,7 +782,41 @@ class VirtualDevice:
         self.needs_handshake = False
         self._options_pushed = False
         self._info_sent = False
+        if self.encrypts:
+            await self._exchange()
         return options
+
+    @property
+    def encrypts(self) -> bool:
+        """Whether punches go sealed: ``--encrypt`` and the server offered ZKX1 (crypto.md)."""
+        return (
+            self.zkx1 is not None
+            and self._option("Encrypt") == "1"
+            and (self._option("EncryptProfile") or "").upper() == "ZKX1"
+        )
+
+    async def _exchange(self) -> None:
+        """The key and factor exchange of ZKX1 (spec 6, 7), after each handshake."""
+        assert self.zkx1 is not None
+        self.zkx1.reset()
+        try:
+            for kind, request, accept in (
+                ("publickey", self.zkx1.publickey_request, self.zkx1.publickey_reply),
+                ("factors", self.zkx1.factors_request, self.zkx1.factors_reply),
+            ):
+                status, body = await self._request(
+                    "POST", "exchange", [("SN", self.sn), ("type", kind)], request()
+                )
+                if status != 200:
+                    raise Rejected(f"exchange {kind}", status, body)
+                try:
+                    accept(body)
+                except ZKX1ClientError as e:
+                    raise Rejected(f"exchange {kind} ({e})", status, body) from None
+        except DeviceError as e:
+            self.needs_handshake = True
+            self._failed(e)
+            raise
 
     async def push_options(self) -> None:
         """
@@ -1003,8 +1042,13 @@ class VirtualDevice:
     ) -> None:
         params = [("SN", self.sn), ("table", table), ("Stamp", "9999"), *extra]
         self.stats.sent[table] += count
+        if table == "ATTLOG" and self.encrypts:
+            assert self.zkx1 is not None
+            body = self.zkx1.seal(body)  # crypto.md: the whole ATTLOG body, sealed
         try:
             status, reply = await self._request("POST", "cdata", params, body)
+            if status == 401 and reply.startswith(b"ERROR ZKX1"):
+                self.needs_handshake = True  # the session is gone: handshake and exchange again
             self._expect_ok(table, status, reply)
         except DeviceError as e:
             self._failed(e)
@@ -2178,6 +2222,15 @@ def _parser() -> argparse.ArgumentParser:
     add("--drain", type=_positive(float), default=30.0, help="seconds to deliver the rest")
     add("--timeout", type=_positive(float), default=30.0, help="seconds per request")
     add("--progress", type=_positive(float), default=5.0, help="seconds between reports, 0: none")
+    add(
+        "--encrypt",
+        action="store_true",
+        help="speak the ZKX1 profile (docs/crypto.md) when the server offers it",
+    )
+    add(
+        "--server-fingerprint",
+        help="pin the server's ZKX1 key (pushctl crypto); default: trust the first key seen",
+    )
     return parser
 
 
@@ -2241,6 +2294,11 @@ async def _simulate_devices(reactor: Any, args: argparse.Namespace, outcome: _Ou
             error_delay=args.error_delay,
             batch=args.batch,
             timeout=args.timeout,
+            zkx1=ZKX1Client(
+                f"{args.sn_prefix}{number:0{width}d}", server_fingerprint=args.server_fingerprint
+            )
+            if args.encrypt
+            else None,
         )
         for number in range(1, args.devices + 1)
     ]

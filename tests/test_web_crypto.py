@@ -11,6 +11,7 @@ import base64
 from typing import Any, Dict
 
 import pytest
+from twisted.internet.defer import Deferred
 
 from pushd.model import DeviceUpdate
 from pushd.sim_zkx1 import ZKX1Client, generate_device_key
@@ -145,3 +146,34 @@ def test_an_operator_pushcommkey_is_required_and_never_logged(
     assert send(server, "GET", base + "&pushcommkey=wrong").status == 401
     assert send(server, "GET", base + "&pushcommkey=s3cr3tkey").status == 200
     assert "s3cr3tkey" not in capsys.readouterr().err
+
+
+def test_the_virtual_device_speaks_zkx1_with_its_own_client(data_dir: Any, device_key: Any) -> None:
+    from pushd.sim import VirtualDevice
+
+    server = zkx1_server(data_dir)
+    fingerprint = settle(server, server.app.sessions.fingerprint())
+    device = VirtualDevice(
+        server.treq,
+        server.reactor,
+        "http://192.168.1.2:8080",
+        SN,
+        zkx1=ZKX1Client(SN, device_key, server_fingerprint=fingerprint),
+    )
+    settle(server, Deferred.fromCoroutine(device.handshake()))
+    assert device.encrypts
+    for _ in range(3):
+        device.punch()
+    assert settle(server, Deferred.fromCoroutine(device.upload_attlog())) == 3
+    assert len(items(server, "attendance")) == 3
+    options(server)  # the server restarts the session at the next handshake...
+    device.punch()
+    failed = False
+    try:
+        settle(server, Deferred.fromCoroutine(device.upload_attlog()))
+    except Exception:
+        failed = True
+    assert failed and device.needs_handshake  # ...so the device does the exchange again
+    settle(server, Deferred.fromCoroutine(device.handshake()))
+    assert settle(server, Deferred.fromCoroutine(device.upload_attlog())) == 1
+    assert len(items(server, "attendance")) == 4
