@@ -39,6 +39,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import wraps
 from types import MappingProxyType
 from typing import (
     Any,
@@ -73,7 +74,6 @@ from pushd.protocol.cdata import (
 )
 from pushd.protocol.commands import (
     _CHECKSUM,
-    _DIGITS8,
     _OPTION_KEY,
     BUILDERS,
     Built,
@@ -106,6 +106,7 @@ from pushd.protocol.commands import (
     _update,
     _verb,
     raw,
+    update_idcard,
 )
 from pushd.protocol.photo import parse_photo_name
 from pushd.protocol.records import (
@@ -1333,49 +1334,29 @@ def update_user_authorize3(
     )
 
 
-def update_idcard3(
-    pin: Value,
-    sn_num: Optional[Value] = None,
-    id_num: Optional[Value] = None,
-    dn_num: Optional[Value] = None,
-    name: Optional[Value] = None,
-    gender: Optional[Value] = None,
-    nation: Optional[Value] = None,
-    birthday: Optional[Value] = None,
-    valid_info: Optional[Value] = None,
-    address: Optional[Value] = None,
-    additional_info: Optional[Value] = None,
-    issuer: Optional[Value] = None,
-    photo: Optional[str] = None,
-    fp_template1: Optional[str] = None,
-    fp_template2: Optional[str] = None,
-    reserve: Optional[Value] = None,
-    notice: Optional[Value] = None,
-) -> Built:
-    """``DATA UPDATE identitycard Pin=..<TAB>SN_Num=..``: the §3.6 identity-card keys."""
-    return _update(
-        "update_idcard",
-        "identitycard",
-        [
-            ("Pin", _pin("pin", pin)),
-            ("SN_Num", _opt(_text, "sn_num", sn_num)),
-            ("ID_Num", _opt(_text, "id_num", id_num)),
-            ("DN_Num", _opt(_text, "dn_num", dn_num)),
-            ("Name", _opt(_text, "name", name)),
-            ("Gender", _opt(_number, "gender", gender, 0, 9)),
-            ("Nation", _opt(_number, "nation", nation, 0, 99)),
-            ("Birthday", _opt(_token, "birthday", birthday, _DIGITS8, "a date YYYYMMDD")),
-            ("Valid_Info", _opt(_text, "valid_info", valid_info)),
-            ("Address", _opt(_text, "address", address)),
-            ("Additional_Info", _opt(_text, "additional_info", additional_info)),
-            ("Issuer", _opt(_text, "issuer", issuer)),
-            ("Photo", _opt(_base64, "photo", photo)),
-            ("FP_Template1", _opt(_base64, "fp_template1", fp_template1)),
-            ("FP_Template2", _opt(_base64, "fp_template2", fp_template2)),
-            ("Reserve", _opt(_text, "reserve", reserve)),
-            ("Notice", _opt(_text, "notice", notice)),
-        ],
-    )
+#: The 2.x IDCARD keys as the 3.x ``identitycard`` table spells them (§3.6).
+_IDCARD3_KEYS = {
+    "PIN": "Pin",
+    "SNNum": "SN_Num",
+    "IDNum": "ID_Num",
+    "DNNum": "DN_Num",
+    "ValidInfo": "Valid_Info",
+    "AdditionalInfo": "Additional_Info",
+    "FPTemplate1": "FP_Template1",
+    "FPTemplate2": "FP_Template2",
+}
+
+
+@wraps(update_idcard)
+def update_idcard3(*args: Any, **kwargs: Any) -> Built:
+    """``DATA UPDATE identitycard Pin=..<TAB>SN_Num=..``: the 2.x builder's checks, §3.6 keys."""
+    built = update_idcard(*args, **kwargs)
+    fields = built.command.split(" ", 3)[3].split("\t")
+    renamed = []
+    for pair in fields:
+        key, _, value = pair.partition("=")
+        renamed.append(f"{_IDCARD3_KEYS.get(key, key)}={value}")
+    return Built("DATA UPDATE identitycard " + "\t".join(renamed), built.kind, built.family)
 
 
 def update_fingerprint3(pin: Value, fid: Value, template: str, valid: Value = 1) -> Built:
