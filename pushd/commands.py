@@ -11,7 +11,9 @@ reply is delivered again after ``resend_after`` seconds, at most ``attempts``
 times, then expires; one never delivered expires after ``ttl``.
 
 Polls are the hot path: the service remembers which devices may have
-commands waiting, so a poll of any other device costs no store call.
+commands waiting, so a poll of any other device costs no store call.  On a
+store shared with other nodes it cannot know (they queue commands too), so
+every poll asks the store.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class CommandService:
         files: FileArea,
         settings: CommandSettings = CommandSettings(),
         metrics: Any = None,
+        shared: bool = False,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -175,6 +178,9 @@ class CommandService:
         self._metrics = metrics
         #: Devices that may have commands to deliver or to hear back about.
         self._waiting: Set[str] = set()
+        #: Whether other processes queue commands in the same store: then
+        #: this one cannot know who is waiting, and every poll asks the store.
+        self._shared = shared
 
     def _now(self, shift: float = 0.0) -> str:
         moment = datetime.fromtimestamp(self._clock.seconds() + shift, tz=timezone.utc)
@@ -324,7 +330,7 @@ class CommandService:
     @deferred
     async def deliver(self, device: Device) -> bytes:
         """The answer to a poll: the device's next commands, or ``OK``."""
-        if device.sn not in self._waiting:
+        if not self._shared and device.sn not in self._waiting:
             return format_ok()
         claimed = await self._store.claim_commands(
             device.sn,

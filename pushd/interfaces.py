@@ -45,6 +45,10 @@ class IStore(Interface):
     """
 
     kind: str = Attribute("The backend name reported by /api/health: 'sqlite', 'memory'...")
+    shared: bool = Attribute(
+        "Whether other pushd processes may write to the same store at the same time "
+        "(then nothing read from it may be cached for long)."
+    )
 
     def open() -> Deferred[None]:
         """Connect and create or upgrade the schema.  Called once before any other method."""

@@ -8,10 +8,14 @@ Every device request passes :meth:`DeviceRegistry.admit` (or
 listed with ``--allow``); anything but an approved device is refused with
 :class:`~pushd.errors.DeviceNotAuthorized`.
 
-Devices are cached in memory: this process is the only writer of device
-state, and every write goes through here.  ``last_seen`` changes on every
-poll, so it is coalesced and written in one transaction per
-``seen_flush_seconds`` instead of once per request.
+Devices are cached in memory.  On a store of its own this process is the
+only writer of device state and every write goes through here, so the cache
+is kept for good; on a store shared with other processes (``refresh``), a
+cached device is read again once it is older than ``refresh`` seconds, so
+an approval or a setting changed through another node reaches this one
+within that time.  ``last_seen`` changes on every poll, so it is coalesced
+and written in one transaction per ``seen_flush_seconds`` instead of once
+per request.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class DeviceRegistry:
         registration: str = "approve",
         allow: Iterable[str] = (),
         server_bio_support: Tuple[str, str] = ("", ""),
+        refresh: Optional[float] = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -59,18 +64,29 @@ class DeviceRegistry:
         self._allow = frozenset(allow)
         self._bio_data, self._bio_photo = server_bio_support
         self._devices: Dict[str, Device] = {}
+        self._refresh = refresh
+        self._read_at: Dict[str, float] = {}  # when each device was last read
         self._seen: Dict[str, Tuple[str, str]] = {}
 
     def now(self) -> str:
         return utc_now(self._clock)
 
+    def _stale(self, sn: str) -> bool:
+        if self._refresh is None:
+            return False
+        return self._clock.seconds() - self._read_at.get(sn, 0.0) >= self._refresh
+
+    def _keep(self, device: Device) -> None:
+        self._devices[device.sn] = device
+        self._read_at[device.sn] = self._clock.seconds()
+
     async def _get(self, sn: str, ip: str) -> Device:
         device = self._devices.get(sn)
-        if device is None:
+        if device is None or self._stale(sn):
             device = await self._store.get_device(sn)
             if device is None:
                 device = await self._register(sn)
-            self._devices[sn] = device
+            self._keep(device)
         if device.state == "pending" and sn in self._allow:
             device = await self._update(sn, DeviceUpdate(state="approved"))
         self._seen[sn] = (ip, self.now())
@@ -89,7 +105,7 @@ class DeviceRegistry:
         device = await self._store.update_device(sn, update)
         if device is None:  # pragma: no cover - devices are never deleted here
             raise DeviceNotAuthorized()
-        self._devices[sn] = device
+        self._keep(device)
         return device
 
     @staticmethod
@@ -197,7 +213,7 @@ class DeviceRegistry:
         device = await self._store.update_device(sn, update)
         if device is None:
             raise UnsupportedRequest(f"unknown device {sn}")
-        self._devices[sn] = device
+        self._keep(device)
         return device
 
     def set_state(self, sn: str, state: str) -> Deferred[Device]:

@@ -64,6 +64,9 @@ __all__ = [
     "make_site",
 ]
 
+#: How old a cached device may get when other nodes share the store.
+_SHARED_REFRESH_SECONDS = 5.0
+
 
 @implementer(IVerifier)
 class AcceptAll:
@@ -272,11 +275,16 @@ def build_application(
     verifier = verifier or plugin_verifier or AcceptAll()
     metrics = Metrics()
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
-    registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio)
+    # A store shared with other nodes: re-read devices every few seconds and
+    # ask the store for commands on every poll (another node may queue them).
+    refresh = _SHARED_REFRESH_SECONDS if store.shared else None
+    registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio, refresh)
     sessions = CryptoSessions(store, reactor, config.data_dir)
     ingestor = Ingestor(store, registry, verifier, sessions, config, reactor, handlers, metrics)
     files = FileArea(config.data_dir)
-    commands = CommandService(store, registry, reactor, files, config.commands, metrics)
+    commands = CommandService(
+        store, registry, reactor, files, config.commands, metrics, shared=store.shared
+    )
     users = UserService(store, commands, reactor, frozenset(config.sync_groups))
     ingestor.after_commit.append(users.sync_from_device)
     registrar = Registrar(registry, reactor, config)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import secrets
 import sqlite3
+import sys
 from dataclasses import fields
 from typing import Any
 
@@ -58,10 +61,82 @@ def _open_store(kind: str, tmp_path: Any) -> Any:
     return SQLiteStore(str(tmp_path / "pushd.sqlite3"))
 
 
-@pytest_twisted.async_yield_fixture(params=["memory", "sqlite"])
+# -- PostgreSQL ---------------------------------------------------------------
+#
+# The PostgreSQL cases run against PUSHD_TEST_PG_URL, each in a schema of its
+# own that is dropped afterwards.  Without a server they are skipped, unless
+# PostgreSQL is required (CI, or PUSHD_TEST_PG_REQUIRED): then they fail.
+
+PG_URL = os.environ.get("PUSHD_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+
+_pg_trouble: list[str] = []  # why PostgreSQL cannot be used, once known
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _pg_url_shown() -> str:
+    """PG_URL without its password."""
+    scheme, sep, rest = PG_URL.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}{at}{host}" if at else PG_URL
+
+
+def _require_pg() -> None:
+    """Skip (or, where PostgreSQL is required, fail) when the server cannot be used."""
+    if not _pg_trouble:
+        try:
+            import psycopg
+
+            import pushd.storage.postgres  # noqa: F401 (what the store needs imports)
+
+            with psycopg.connect(PG_URL, connect_timeout=5):
+                pass
+        except Exception as e:  # ImportError, or any connection failure
+            _pg_trouble.append(" ".join(str(e).split()) or type(e).__name__)
+        else:
+            _pg_trouble.append("")
+    reason = _pg_trouble[0]
+    if reason:
+        message = f"PostgreSQL at {_pg_url_shown()} cannot be used: {reason}"
+        if _flag("CI") or _flag("PUSHD_TEST_PG_REQUIRED"):
+            pytest.fail(message + " (set PUSHD_TEST_PG_URL to a server with trust auth)")
+        pytest.skip(message)
+
+
+def _pg_execute(sql: str) -> list[Any]:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture
+def pg_schema() -> Any:
+    """The name of a fresh PostgreSQL schema, dropped with everything in it afterwards."""
+    _require_pg()
+    name = f"pushd_test_{secrets.token_hex(6)}"
+    try:
+        yield name
+    finally:
+        _pg_execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def _pg_store(schema: str, **options: Any) -> Any:
+    from pushd.storage.postgres import PostgresStore
+
+    return PostgresStore(PG_URL, schema=schema, **options)
+
+
+@pytest_twisted.async_yield_fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: Any, tmp_path: Any) -> Any:
     """An opened, empty store of each backend."""
-    opened = _open_store(request.param, tmp_path)
+    if request.param == "postgresql":
+        opened = _pg_store(request.getfixturevalue("pg_schema"))
+    else:
+        opened = _open_store(request.param, tmp_path)
     await opened.open()
     yield opened
     await opened.close()
@@ -217,7 +292,7 @@ async def items(store: Any, kind: str, **query: Any) -> list[dict[str, Any]]:
 
 def test_store_provides_istore(store: Any) -> None:
     assert verifyObject(IStore, store)
-    assert store.kind in ("memory", "sqlite")
+    assert store.kind in ("memory", "sqlite", "postgresql")
 
 
 # -- devices ----------------------------------------------------------------
@@ -256,6 +331,15 @@ async def test_devices_are_listed_by_serial_number(store: Any) -> None:
     for sn in ("SN3", "SN1", "SN2"):
         await store.add_device(sn, "pending", T0)
     assert [device.sn for device in await store.list_devices()] == ["SN1", "SN2", "SN3"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_serial_numbers_sort_by_code_point_whatever_the_locale(store: Any) -> None:
+    for sn in ("a1", "B2", "a-3", "b1", "A10"):
+        await store.add_device(sn, "pending", T0)
+    assert [device.sn for device in await store.list_devices()] == sorted(
+        ["a1", "B2", "a-3", "b1", "A10"]
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -525,6 +609,15 @@ async def test_an_upload_from_an_unknown_device_is_stored_without_a_device(store
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_query_reply_links_the_punches_it_sends_again(store: Any) -> None:
+    await store.ingest("SN1", [punch("1"), punch("2")], None, T0, None)
+    result = await store.ingest("SN1", [punch("1"), punch("3")], None, T1, "Q7")
+    assert result == IngestResult(stored=1, duplicates=1)
+    assert [i["pin"] for i in await items(store, "attendance", cmd_id="Q7")] == ["1", "3"]
+    assert [i["cmd_id"] for i in await items(store, "attendance", pin="2")] == [None]
+
+
+@pytest_twisted.ensureDeferred
 async def test_every_command_reply_is_stored(store: Any) -> None:
     assert await store.record_replies("SN1", [REPLY, REPLY], T0) == 2
     first, second = await items(store, "replies")
@@ -655,6 +748,91 @@ async def test_commands_list_as_json_with_filters_and_cursor(store: Any) -> None
     assert await store.count("commands", "SN2") == 2
     with pytest.raises(ValueError):
         await store.query("commands", RecordQuery(pin="1"))
+
+
+# -- events: the outbox ---------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_events_are_kept_while_the_outbox_is_off(store: Any) -> None:
+    await store.ingest("SN1", [punch()], None, T0, None)
+    assert await store.events_after(0, 100) == []
+    assert await store.record_event("SN1", "device.online", {}, T0) == ""
+
+
+async def with_outbox(store: Any) -> Any:
+    store.use_outbox(True)
+    return store
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_are_written_for_new_and_replaced_records_only(store: Any) -> None:
+    await with_outbox(store)
+    await store.ingest("SN1", [punch("1"), user("1"), finger("1")], None, T0, None)
+    await store.ingest("SN1", [punch("1"), user("1", name="Bea")], None, T1, None)
+    events = [e for _, e in await store.events_after(0, 100)]
+    assert [e["type"] for e in events] == ["attendance", "user", "template", "user"]
+    assert events[0]["sn"] == "SN1" and events[0]["time"] == T0
+    assert events[0]["data"]["pin"] == "1" and events[0]["data"]["time"] == "2024-05-01T07:59:00"
+    assert "template" not in events[2]["data"] and events[2]["data"]["kind"] == "fingerprints"
+    assert events[3]["data"]["name"] == "Bea"
+    assert len({e["id"] for e in events}) == 4 and all(e["id"].startswith("evt-") for e in events)
+    assert json.loads(json.dumps(events)) == events
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_write_leaves_no_event(tmp_path: Any) -> None:
+    store = MemoryStore()
+    store.use_outbox(True)
+    with pytest.raises(TypeError):
+        await store.ingest("SN1", [punch(), object()], None, T0, None)  # type: ignore[list-item]
+    assert await store.events_after(0, 100) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_devices_and_commands_announce_themselves(store: Any) -> None:
+    await with_outbox(store)
+    await store.add_device("NEW", "pending", T0)
+    await store.add_device("NEW", "pending", T1)  # known: nothing new
+    await store.add_command(command("CMD1", sn="NEW"))
+    await store.claim_commands("NEW", T1, 65536, 100, T0, 3)
+    await store.complete_command("NEW", "CMD1", "succeeded", "0", {"meaning": "ok"}, T2)
+    await store.record_event("NEW", "device.online", {"sn": "NEW"}, T2)
+    events = [e for _, e in await store.events_after(0, 100)]
+    assert [e["type"] for e in events] == ["device.pending", "command.completed", "device.online"]
+    assert events[1]["data"]["id"] == "CMD1" and events[1]["data"]["status"] == "succeeded"
+
+
+@pytest_twisted.ensureDeferred
+async def test_sinks_read_the_outbox_in_order_from_their_position(store: Any) -> None:
+    await with_outbox(store)
+    await store.ingest("SN1", [punch(str(n)) for n in range(5)], None, T0, None)
+    first = await store.events_after(0, 2)
+    assert [e["data"]["pin"] for _, e in first] == ["0", "1"]
+    await store.set_sink_position("hook", first[-1][0])
+    assert await store.sink_position("hook") == first[-1][0]
+    await store.set_sink_position("hook", 0)  # never backwards
+    assert await store.sink_position("hook") == first[-1][0]
+    assert await store.sink_position("other") == 0
+    rest = await store.events_after(first[-1][0], 100)
+    assert [e["data"]["pin"] for _, e in rest] == ["2", "3", "4"]
+    assert await store.outbox_size(first[-1][0]) == 3
+    assert await store.purge_events(first[-1][0]) == 2
+    assert [e["data"]["pin"] for _, e in await store.events_after(0, 100)] == ["2", "3", "4"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_dead_letters_keep_refused_events_with_the_reason(store: Any) -> None:
+    events = [{"id": "evt-1", "type": "attendance"}, {"id": "evt-2", "type": "user"}]
+    await store.add_dead_letters("hook", events, "HTTP 400 Bad Request", T1)
+    await store.add_dead_letters("other", events[:1], "HTTP 410 Gone", T2)
+    page = await store.dead_letters("hook", RecordQuery(limit=1))
+    assert [(d["sink"], d["event"]["id"], d["reason"]) for d in page.items] == [
+        ("hook", "evt-1", "HTTP 400 Bad Request")
+    ]
+    rest = await store.dead_letters("hook", RecordQuery(cursor=page.next))
+    assert [d["event"]["id"] for d in rest.items] == ["evt-2"] and rest.next is None
+    assert len((await store.dead_letters(None, RecordQuery())).items) == 3
 
 
 # -- users given by the operator ------------------------------------------------
@@ -956,6 +1134,390 @@ async def test_sqlite_a_closed_store_answers_store_error(tmp_path: Any) -> None:
         await closed.ingest("SN1", [punch()], None, T0, None)
 
 
+# -- PostgreSQL only: several nodes on one database ----------------------------
+
+
+async def _open_nodes(schema: str, count: int = 2) -> list[Any]:
+    """``count`` stores on one schema, opened at once: as many pushd nodes starting together."""
+    nodes = [_pg_store(schema) for _ in range(count)]
+    await defer.gatherResults([node.open() for node in nodes], consumeErrors=True)
+    return nodes
+
+
+async def _close_nodes(nodes: list[Any]) -> None:
+    await defer.gatherResults([node.close() for node in nodes], consumeErrors=True)
+
+
+def _all(deferreds: list[Any]) -> Any:
+    return defer.gatherResults(deferreds, consumeErrors=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_nodes_starting_together_create_the_schema_once(pg_schema: str) -> None:
+    nodes = await _open_nodes(pg_schema, 3)
+    try:
+        assert [node.schema_version for node in nodes] == [1, 1, 1]
+        assert _pg_execute(f"SELECT version FROM {pg_schema}.schema_version") == [(1,)]
+        for kind, table in TABLES.items():
+            columns = _pg_execute(
+                "SELECT column_name FROM information_schema.columns"
+                f" WHERE table_schema = '{pg_schema}' AND table_name = '{kind}'"
+                " ORDER BY ordinal_position"
+            )
+            assert [name for (name,) in columns] == ["id", *table.names], kind
+    finally:
+        await _close_nodes(nodes)
+    reopened = _pg_store(pg_schema)  # the scripts are not applied twice
+    await reopened.open()
+    await reopened.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_nodes_polled_together_never_deliver_a_command_twice(
+    pg_schema: str,
+) -> None:
+    a, b = nodes = await _open_nodes(pg_schema)
+    try:
+        queued = [f"Q{n:02}" for n in range(40)]
+        for cmd_id in queued:
+            await a.add_command(command(cmd_id))
+        delivered: list[str] = []
+        while True:  # rounds of 6 polls on each node at once, 2 commands at most each
+            polls = [node.claim_commands("SN1", T1, 65536, 2, "", 3) for node in nodes * 6]
+            claimed = [c.id for batch in await _all(polls) for c in batch]
+            if not claimed:
+                break
+            delivered += claimed
+        assert sorted(delivered) == queued  # every command, each once
+        for cmd_id in queued:
+            assert (await b.get_command(cmd_id)).attempts == 1
+    finally:
+        await _close_nodes(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_poll_skips_the_commands_another_node_is_claiming(
+    pg_schema: str,
+) -> None:
+    import psycopg
+    from twisted.internet import reactor
+
+    store = _pg_store(pg_schema)
+    await store.open()
+    try:
+        for n in range(3):
+            await store.add_command(command(f"K{n}"))
+        other = psycopg.connect(PG_URL, options=f"-c search_path={pg_schema}")
+        try:  # another node is in the middle of claiming K0
+            other.execute("SELECT 1 FROM commands WHERE id = 'K0' FOR UPDATE")
+            claiming = store.claim_commands("SN1", T1, 65536, 100, T0, 3)
+            claimed = await claiming.addTimeout(10, reactor)  # skipped, not waited for
+            assert [c.id for c in claimed] == ["K1", "K2"]
+        finally:
+            other.rollback()
+            other.close()
+        assert [c.id for c in await store.claim_commands("SN1", T1, 65536, 100, T0, 3)] == ["K0"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("stamp", [None, ("ATTLOG", "9")])
+@pytest_twisted.ensureDeferred
+async def test_postgresql_an_upload_through_two_nodes_at_once_is_stored_once(
+    pg_schema: str, stamp: Any
+) -> None:
+    a, b = nodes = await _open_nodes(pg_schema)
+    try:
+        await a.add_device("SN1", "approved", T0)
+        for round_ in range(4):
+            upload = [punch(f"{round_}-{n}") for n in range(300)]
+            upload += [user(f"{round_}-{n}") for n in range(30)]
+            first, second = await _all(
+                [node.ingest("SN1", upload, stamp, T1, None) for node in nodes]
+            )
+            assert first.stored + second.stored == 330
+            assert first.duplicates + second.duplicates == 300
+            assert first.updated + second.updated == 30
+            assert first.total == second.total == 330
+        assert await a.count("attendance", None) == 1200
+        assert await b.count("users", "SN1") == 120
+        assert (await b.get_device("SN1")).stamps == ({} if stamp is None else {"ATTLOG": "9"})
+    finally:
+        await _close_nodes(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_stamps_only_move_forward_under_concurrent_ingests(
+    pg_schema: str,
+) -> None:
+    a, b = nodes = await _open_nodes(pg_schema)
+    try:
+        await a.add_device("SN1", "approved", T0)
+        # Uploads of each stamp table, in a random order, half on each node, all at once.
+        uploads = [(table, value) for value in range(1, 61) for table in STAMP_TABLES]
+        random.Random(7).shuffle(uploads)
+        await _all(
+            [
+                nodes[n % 2].ingest(
+                    "SN1", [punch(f"{table}{value}")], (table, str(value)), T1, None
+                )
+                for n, (table, value) in enumerate(uploads)
+            ]
+        )
+        assert (await a.get_device("SN1")).stamps == {table: "60" for table in STAMP_TABLES}
+        await b.ingest("SN1", [], ("ATTLOG", "3"), T2, None)
+        assert (await a.get_device("SN1")).stamps["ATTLOG"] == "60"
+        assert await b.count("attendance", "SN1") == len(uploads)
+    finally:
+        await _close_nodes(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_sink_reading_while_nodes_write_misses_no_event(
+    pg_schema: str,
+) -> None:
+    nodes = await _open_nodes(pg_schema, 3)
+    writers, reader = nodes[:2], nodes[2]
+    try:
+        for node in nodes:
+            node.use_outbox(True)
+        sizes = [n % 7 + 1 for n in range(120)]
+        writing = _all(
+            [
+                writers[n % 2].ingest(
+                    "SN1", [punch(f"{n}-{i}") for i in range(size)], None, T0, None
+                )
+                for n, size in enumerate(sizes)
+            ]
+        )
+        seen: list[tuple[int, str]] = []
+
+        async def read(limit: int) -> None:  # a sink: read past its position
+            seen.extend(
+                (position, found["id"])
+                for position, found in await reader.events_after(seen[-1][0] if seen else 0, limit)
+            )
+
+        while not writing.called:
+            await read(50)
+        await writing
+        await read(10000)
+        everything = [
+            (position, found["id"]) for position, found in await reader.events_after(0, 10000)
+        ]
+        assert len(everything) == sum(sizes)
+        assert seen == everything  # in order, none skipped
+    finally:
+        await _close_nodes(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_nodes_share_devices_sessions_and_sightings(pg_schema: str) -> None:
+    a, b = nodes = await _open_nodes(pg_schema)
+    try:
+        await a.add_device("SN1", "pending", T0)
+        await b.update_device("SN1", DeviceUpdate(state="approved", crypto="zkx1"))
+        await a.set_crypto_state("SN1", b"\x00session\xff")
+        assert (await b.get_device("SN1")).state == "approved"
+        assert await b.crypto_state("SN1") == b"\x00session\xff"
+        await _all(
+            [
+                a.record_seen([("SN1", "10.0.0.2", T2), ("SN1", "10.0.0.1", T1)]),
+                b.record_seen([("SN1", "10.0.0.9", T0)]),
+            ]
+        )
+        device = await b.get_device("SN1")
+        assert (device.last_seen, device.ip) == (T2, "10.0.0.2")
+        await b.set_crypto_state("SN1", None)
+        assert await a.crypto_state("SN1") is None
+    finally:
+        await _close_nodes(nodes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_gives_the_same_answers_as_memory(pg_schema: str) -> None:
+    def without_ids(value: Any) -> Any:  # a PostgreSQL sequence may skip numbers
+        if isinstance(value, dict):
+            return {k: without_ids(v) for k, v in value.items() if k != "id"}
+        if isinstance(value, list):
+            return [without_ids(v) for v in value]
+        return value
+
+    answers = []
+    for each in (MemoryStore(), _pg_store(pg_schema)):
+        await each.open()
+        await each.add_device("SN1", "approved", T0)
+        await ingest_samples(each)
+        await ingest_samples(each, "SN2")
+        await each.ingest("SN1", [user(name="B"), finger(fid="3")], ("ATTLOG", "5"), T1, "9")
+        await each.record_replies("SN1", [REPLY], T1)
+        await each.record_verification("SN2", b"x", "allow", T2)
+        await each.add_command(command("A1"))
+        await each.claim_commands("SN1", T1, 65536, 10, T0, 3)
+        await each.complete_command("SN1", "A1", "succeeded", "0", {"k": ["v"]}, T2)
+        answer: dict[str, Any] = {"devices": await each.list_devices()}
+        for kind in RECORD_KINDS:
+            answer[kind] = without_ids(await items(each, kind))
+            answer[kind + "/SN2"] = without_ids(
+                await items(each, kind, sn="SN2", since=T0, limit=1)
+            )
+            answer[kind + "#"] = await each.count(kind, "SN1")
+        answer["templates"] = await each.user_templates("1")
+        answers.append(answer)
+        await each.close()
+    assert answers[0] == answers[1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_long_free_text_is_stored_and_deduplicated(pg_schema: str) -> None:
+    store = _pg_store(pg_schema)
+    await store.open()
+    try:  # far beyond what a B-tree index entry may hold
+        long_ = secrets.token_hex(20000)
+        records = [
+            OtherRecord(kind="CUSTOM", fields=(("Data", long_),)),
+            ErrorLog(err_code="-1", err_msg=long_, data_origin="cmd", cmd_id="1", additional=long_),
+            OpLog(op_type="4", op_who="0", time="2024-05-01T07:00:00", values=(long_,)),
+        ]
+        assert await store.ingest("SN1", records, None, T0, None) == IngestResult(stored=3)
+        assert await store.ingest("SN1", records, None, T1, None) == IngestResult(duplicates=3)
+        [other] = await items(store, "other")
+        assert other["fields"] == [["Data", long_]]
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_nul_in_text_is_stored_as_a_replacement_character(
+    pg_schema: str,
+) -> None:
+    store = _pg_store(pg_schema)
+    await store.open()
+    try:
+        await store.add_device("SN1", "approved", T0)
+        await store.update_device("SN1", DeviceUpdate(alias="door\x00", info={"a\x00": "b\x00"}))
+        assert await store.ingest("SN1", [user(name="A\x00B"), punch("7\x00")], None, T0, None) == (
+            IngestResult(stored=2)
+        )
+        assert await store.ingest("SN1", [punch("7\x00")], None, T1, None) == IngestResult(
+            duplicates=1
+        )
+        assert (await store.get_user("1")).name == "A\ufffdB"
+        device = await store.get_device("SN1")
+        assert (device.alias, device.info) == ("door\ufffd", {"a\x00": "b\x00"})  # JSON escapes
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_failed_write_is_a_store_error_and_stores_nothing(
+    pg_schema: str,
+) -> None:
+    store = _pg_store(pg_schema)
+    await store.open()
+    try:
+        await store.add_device("SN1", "approved", T0)
+        _pg_execute(  # as a full disk would, fail every punch of PIN 13
+            f"CREATE FUNCTION {pg_schema}.fail() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$;"
+            f" CREATE TRIGGER fail BEFORE INSERT ON {pg_schema}.attendance"
+            f" FOR EACH ROW WHEN (NEW.pin = '13') EXECUTE FUNCTION {pg_schema}.fail()"
+        )
+        with pytest.raises(StoreError, match="No space left on device") as raised:
+            await store.ingest("SN1", [user("13"), punch("13")], ("ATTLOG", "5"), T1, None)
+        assert "\n" not in str(raised.value)
+        assert await store.get_user("13") is None
+        assert (await store.get_device("SN1")).stamps == {}
+        result = await store.ingest("SN1", [user("14"), punch("14")], ("ATTLOG", "6"), T1, None)
+        assert result == IngestResult(stored=2)
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_write_that_lost_a_deadlock_is_tried_again(pg_schema: str) -> None:
+    import psycopg.errors
+
+    store = _pg_store(pg_schema)
+    await store.open()
+    try:
+        calls: list[int] = []
+
+        def write(conn: Any, losses: int) -> int:
+            calls.append(1)
+            name = f"{losses}-{len(calls)}"
+            conn.execute("INSERT INTO sinks (name, position) VALUES (%s, %s)", (name, 1))
+            if len(calls) <= losses:
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+            return len(calls)
+
+        assert await store._write(write, 2) == 3  # the third attempt commits
+        assert await store.sink_position("2-3") == 1
+        assert await store.sink_position("2-1") == 0  # the lost attempts left nothing
+        calls.clear()
+        with pytest.raises(StoreError, match="deadlock detected"):
+            await store._write(write, 3)
+        assert len(calls) == 3
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_too_many_waiting_writes_are_refused(pg_schema: str) -> None:
+    store = _pg_store(pg_schema)
+    store.max_queued = 3
+    await store.open()
+    try:
+        writes = [store.ingest("SN1", [punch(str(n))], None, T0, None) for n in range(5)]
+        outcomes = await defer.DeferredList(writes, consumeErrors=True)
+        assert [ok for ok, _ in outcomes] == [True, True, True, False, False]
+        assert outcomes[3][1].check(StoreError) and "store busy" in str(outcomes[3][1].value)
+        assert await store.ingest("SN1", [punch("9")], None, T0, None) == IngestResult(stored=1)
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_refuses_a_newer_schema(pg_schema: str) -> None:
+    store = _pg_store(pg_schema)
+    await store.open()
+    await store.close()
+    _pg_execute(f"UPDATE {pg_schema}.schema_version SET version = 99")
+    with pytest.raises(StoreError, match="version 99"):
+        await _pg_store(pg_schema).open()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_closed_store_answers_store_error(pg_schema: str) -> None:
+    closed = _pg_store(pg_schema)
+    with pytest.raises(StoreError):
+        await closed.get_device("SN1")
+    await closed.open()
+    await closed.close()
+    with pytest.raises(StoreError):
+        await closed.ingest("SN1", [punch()], None, T0, None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_a_server_that_cannot_be_reached_is_a_store_error() -> None:
+    pytest.importorskip("psycopg")
+    from pushd.storage.postgres import PostgresStore
+
+    unreachable = PostgresStore("postgresql://pushd:secret@127.0.0.1:1/pushd", timeout=2)
+    with pytest.raises(StoreError, match="Database error") as raised:
+        await unreachable.open()
+    assert "secret" not in str(raised.value)
+    await unreachable.close()  # harmless after a failed open
+
+
+def test_postgresql_schema_names_are_plain_identifiers() -> None:
+    pytest.importorskip("psycopg")
+    from pushd.storage.postgres import PostgresStore
+
+    with pytest.raises(ValueError, match="schema name"):
+        PostgresStore(PG_URL, schema='x"; DROP TABLE y; --')
+
+
 # -- store_from_url ---------------------------------------------------------
 
 
@@ -976,10 +1538,27 @@ def test_store_from_url_builds_a_memory_store() -> None:
     assert isinstance(store_from_url("memory:"), MemoryStore)
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "PostgreSQL"])
+def test_store_from_url_builds_a_postgresql_store_without_connecting(scheme: str) -> None:
+    pytest.importorskip("psycopg")
+    from pushd.storage.postgres import PostgresStore
+
+    built = store_from_url(f"{scheme}://pushd:secret@db.invalid:5433/pushd?sslmode=require")
+    assert isinstance(built, PostgresStore) and built.kind == "postgresql"
+    assert built.url == "postgresql://pushd:secret@db.invalid:5433/pushd?sslmode=require"
+
+
+def test_store_from_url_says_when_psycopg_is_missing(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "pushd.storage.postgres", None)  # import fails
+    with pytest.raises(ValueError, match="needs psycopg 3 and psycopg-pool") as raised:
+        store_from_url("postgresql://pushd:secret@db/pushd")
+    assert "secret" not in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://pushd:secret@db/pushd", "PostgreSQL store is not available yet"),
+        ("postgresql:secret@db/pushd", "starts with postgresql://"),
         ("mysql://db/pushd", "'mysql'"),
         ("sqlite:", "No database path"),
         ("pushd.sqlite3", "Not a store URL"),

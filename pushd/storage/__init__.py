@@ -9,6 +9,11 @@ URL (the ``--store`` option):
     :class:`pushd.storage.sqlite.SQLiteStore`, one SQLite file.  ``PATH`` is
     relative to the working directory unless absolute; ``sqlite:///var/x.db``
     (the URL form) means ``/var/x.db``.  A missing parent directory is created.
+``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE[?PARAM=VALUE...]``
+    :class:`pushd.storage.postgres.PostgresStore`, a PostgreSQL database that
+    several pushd nodes may share (``postgres://`` too).  The URL is libpq's:
+    ``sslmode``, ``connect_timeout``, ``options=-csearch_path%3Dpushd`` and the
+    other libpq parameters apply.  Needs psycopg 3 and psycopg-pool.
 ``memory:``
     :class:`pushd.storage.memory.MemoryStore`: nothing survives a restart.
 
@@ -30,7 +35,8 @@ def store_from_url(url: str, reactor: Any = None) -> IStore:
     """
     Build (but do not open) the store a URL names.
 
-    :param url: ``sqlite:PATH``, ``memory:``; see the module documentation.
+    :param url: ``sqlite:PATH``, ``postgresql://...``, ``memory:``; see the module
+        documentation.
     :param reactor: the reactor for stores that run threads; the global one by default.
     :raises ValueError: for an unknown scheme, a missing path, a directory that
         cannot be created, or a backend that is not available.
@@ -38,7 +44,7 @@ def store_from_url(url: str, reactor: Any = None) -> IStore:
     scheme, colon, rest = url.partition(":")
     scheme = scheme.lower()
     if not colon:
-        raise ValueError(f"Not a store URL: {url!r}: use sqlite:PATH or memory:")
+        raise ValueError(f"Not a store URL: {url!r}: use sqlite:PATH, postgresql://... or memory:")
     if scheme == "sqlite":
         return _sqlite_store(url, rest, reactor)
     if scheme == "memory" and rest in ("", "//"):
@@ -46,9 +52,24 @@ def store_from_url(url: str, reactor: Any = None) -> IStore:
 
         return MemoryStore()
     if scheme in ("postgresql", "postgres"):
-        # The URL is not repeated: it may hold a password.
-        raise ValueError("PostgreSQL store is not available yet: use sqlite:PATH for now")
-    raise ValueError(f"Unknown store URL scheme {scheme!r}: use sqlite:PATH or memory:")
+        return _postgres_store(url, rest, reactor)
+    raise ValueError(
+        f"Unknown store URL scheme {scheme!r}: use sqlite:PATH, postgresql://... or memory:"
+    )
+
+
+def _postgres_store(url: str, rest: str, reactor: Any) -> IStore:
+    # The URL is never repeated in an error: it may hold a password.
+    if not rest.startswith("//"):
+        raise ValueError("A PostgreSQL store URL starts with postgresql://")
+    try:
+        from pushd.storage.postgres import PostgresStore
+    except ImportError as e:
+        raise ValueError(
+            f"The PostgreSQL store needs psycopg 3 and psycopg-pool ({e}):"
+            " pip install 'psycopg[binary]' psycopg-pool"
+        ) from e
+    return PostgresStore("postgresql:" + rest, reactor=reactor)
 
 
 def _sqlite_store(url: str, rest: str, reactor: Any) -> IStore:

@@ -139,6 +139,7 @@ class MemoryStore:
     """An in-memory store; see :class:`pushd.interfaces.IStore`."""
 
     kind = "memory"
+    shared = False
 
     def __init__(self) -> None:
         self._devices: dict[str, Device] = {}

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import fields, replace
-from importlib import resources
+from dataclasses import replace
 from typing import Any, Callable, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -62,9 +60,20 @@ from pushd.storage._events import (
     event_object,
     events_for_rows,
 )
+from pushd.storage._sql import COMMAND_COLUMNS as _COMMAND_COLUMNS
+from pushd.storage._sql import DEVICE_COLUMNS as _DEVICE_COLUMNS
+from pushd.storage._sql import columns as _columns
+from pushd.storage._sql import command_from_row as _command_from_row
+from pushd.storage._sql import command_row as _command_row
+from pushd.storage._sql import device_from_row as _device_from_row
+from pushd.storage._sql import device_row as _device_row
+from pushd.storage._sql import dumps as _dumps
+from pushd.storage._sql import migrations as _migrations
+from pushd.storage._sql import placeholders as _placeholders
+from pushd.storage._sql import quote as _q
+from pushd.storage._sql import where as _where
 from pushd.storage._tables import (
     TABLES,
-    Filter,
     Row,
     Table,
     advance_stamp,
@@ -81,34 +90,12 @@ __all__ = ["SQLiteStore"]
 _T = TypeVar("_T")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-_SCRIPT_NAME = re.compile(r"sqlite-(\d+)\.sql")
-
-
-def _q(name: str) -> str:
-    """Quote an identifier (column names such as ``group`` are SQL keywords)."""
-    return '"' + name + '"'
-
-
-def _columns(names: Sequence[str]) -> str:
-    return ", ".join(_q(name) for name in names)
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join("?" * count)
-
-
 # -- devices ----------------------------------------------------------------
 
-_DEVICE_COLUMNS = tuple(f.name for f in fields(Device))
-_DEVICE_DICTS = ("info", "options", "settings", "stamps", "hybrid")
 _SELECT_DEVICE = f"SELECT {_columns(_DEVICE_COLUMNS)} FROM devices"
 _INSERT_DEVICE = (
     f"INSERT OR IGNORE INTO devices ({_columns(_DEVICE_COLUMNS)})"
-    f" VALUES ({_placeholders(len(_DEVICE_COLUMNS))})"
+    f" VALUES ({_placeholders(len(_DEVICE_COLUMNS), '?')})"
 )
 _UPDATE_DEVICE = (
     "UPDATE devices SET "
@@ -117,44 +104,13 @@ _UPDATE_DEVICE = (
 )
 
 
-def _device_row(device: Device) -> Row:
-    """:returns: the column values of ``device``, dicts as JSON text."""
-    return tuple(
-        json.dumps(dict(getattr(device, name)), sort_keys=True)
-        if name in _DEVICE_DICTS
-        else getattr(device, name)
-        for name in _DEVICE_COLUMNS
-    )
-
-
-def _device_from_row(row: Row) -> Device:
-    values = dict(zip(_DEVICE_COLUMNS, row))
-    for name in _DEVICE_DICTS:
-        values[name] = json.loads(values[name])
-    return Device(**values)
-
-
 # -- commands ---------------------------------------------------------------
 
-_COMMAND_COLUMNS = tuple(f.name for f in fields(Command))
 _COMMAND_INSERT = (
     f"INSERT INTO commands ({_columns(_COMMAND_COLUMNS)})"
-    f" VALUES ({_placeholders(len(_COMMAND_COLUMNS))})"
+    f" VALUES ({_placeholders(len(_COMMAND_COLUMNS), '?')})"
 )
 _COMMAND_SELECT = f"SELECT seq, {_columns(_COMMAND_COLUMNS)} FROM commands"
-
-
-def _command_row(command: Command) -> Row:
-    return tuple(
-        _dumps(dict(command.reply)) if name == "reply" else getattr(command, name)
-        for name in _COMMAND_COLUMNS
-    )
-
-
-def _command_from_row(row: Row) -> Command:
-    values = dict(zip(_COMMAND_COLUMNS, row))
-    values["reply"] = json.loads(values["reply"])
-    return Command(**values)
 
 
 # -- record tables ----------------------------------------------------------
@@ -168,7 +124,7 @@ class _Statements:
         conflict = "OR IGNORE " if table.key and not table.replaces else ""
         self.insert = (
             f"INSERT {conflict}INTO {name} ({_columns(columns)})"
-            f" VALUES ({_placeholders(len(columns))})"
+            f" VALUES ({_placeholders(len(columns), '?')})"
         )
         self.update = (
             f"UPDATE {name} SET "
@@ -190,22 +146,6 @@ _RELINK = (
     "UPDATE attendance SET cmd_id = ? WHERE sn = ? AND pin = ? AND time = ?"
     " AND status = ? AND verify = ? AND workcode = ?"
 )
-_OPERATORS = ("=", ">=", "<=", ">")
-
-
-def _where(filters: list[Filter]) -> tuple[str, list[Any]]:
-    """:returns: the ``WHERE`` clause (or ``""``) and the parameters of ``filters``."""
-    clauses, params = [], []
-    for column, op, value in filters:
-        if op == "device":  # users sent by the device at least once
-            clauses.append("pin IN (SELECT pin FROM device_users WHERE sn = ?)")
-        else:
-            assert op in _OPERATORS, op
-            clauses.append(f"{_q(column)} {op} ?")
-        params.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
 # -- schema -----------------------------------------------------------------
 
 
@@ -235,16 +175,6 @@ def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-
-
-def _migrations() -> list[tuple[int, str]]:
-    """:returns: the numbered schema scripts shipped with pushd, in order."""
-    found = []
-    for entry in resources.files("pushd.storage").joinpath("schema").iterdir():
-        match = _SCRIPT_NAME.fullmatch(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    return sorted(found)
 
 
 def _first(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -281,6 +211,8 @@ class SQLiteStore:
     """
 
     kind = "sqlite"
+
+    shared = False
     log = Logger()
     schema_version = 0
     #: Writes that may wait for the database thread before new ones are refused.
@@ -425,7 +357,7 @@ class SQLiteStore:
         try:
             _first(conn, "PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
-            migrations = _migrations()
+            migrations = _migrations("sqlite")
             for number, script in migrations:
                 self._thd_migrate(conn, number, script)
             version = self.schema_version = _schema_version(conn)
@@ -939,7 +871,7 @@ class SQLiteStore:
             return self._run(self._thd_query_commands, query)
         try:
             table = table_for_kind(kind)
-            where, params = _where(table.filters(query))
+            where, params = _where(table.filters(query), "?")
         except ValueError:
             return fail()
         limit = clamp_limit(query.limit)
@@ -965,7 +897,7 @@ class SQLiteStore:
             return self._run(self._thd_count, "SELECT count(*) FROM commands" + where, params)
         try:
             table = table_for_kind(kind)
-            where, params = _where(table.filters(RecordQuery(sn=sn)))
+            where, params = _where(table.filters(RecordQuery(sn=sn)), "?")
         except ValueError:
             return fail()
         return self._run(self._thd_count, _SQL[kind].count + where, params)
