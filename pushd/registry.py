@@ -11,9 +11,9 @@ listed with ``--allow``); anything but an approved device is refused with
 Devices are cached in memory.  On a store of its own this process is the
 only writer of device state and every write goes through here, so the cache
 is kept for good; on a store shared with other processes (``refresh``), a
-cached device is read again once it is older than ``refresh`` seconds, so
-an approval or a setting changed through another node reaches this one
-within that time.  ``last_seen`` changes on every poll, so it is coalesced
+cached device is read again once it is ``refresh`` seconds old (0: on every
+request), so an approval, a block or a setting changed through another node
+reaches this one within that time.  ``last_seen`` changes on every poll, so it is coalesced
 and written in one transaction per ``seen_flush_seconds`` instead of once
 per request.
 """

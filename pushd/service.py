@@ -64,8 +64,9 @@ __all__ = [
     "make_site",
 ]
 
-#: How old a cached device may get when other nodes share the store.
-_SHARED_REFRESH_SECONDS = 5.0
+#: How old a cached device may get when other nodes share the store: none, so
+#: a device blocked or re-keyed through another node is never served stale.
+_SHARED_REFRESH_SECONDS = 0.0
 
 
 @implementer(IVerifier)
@@ -275,8 +276,8 @@ def build_application(
     verifier = verifier or plugin_verifier or AcceptAll()
     metrics = Metrics()
     bio = (config.option("MultiBioDataSupport"), config.option("MultiBioPhotoSupport"))
-    # A store shared with other nodes: re-read devices every few seconds and
-    # ask the store for commands on every poll (another node may queue them).
+    # A store shared with other nodes: read the device on every request and
+    # ask the store for commands on every poll (another node may change them).
     refresh = _SHARED_REFRESH_SECONDS if store.shared else None
     registry = DeviceRegistry(store, reactor, config.registration, config.allow, bio, refresh)
     sessions = CryptoSessions(store, reactor, config.data_dir)
