@@ -330,10 +330,14 @@ def _params(pairs: Sequence[str]) -> Dict[str, str]:
     return params
 
 
-async def _execute(args: argparse.Namespace, client: Client, out: Output) -> None:
+async def _execute(
+    args: argparse.Namespace, client: Client, out: Output, err: IO[str] = sys.stderr
+) -> None:
     command = args.command
     as_json = args.json
-    if command == "health":
+    if command in ("migrate", "migrate-store"):
+        await _migrate(args, out, err)
+    elif command == "health":
         health = await client.call("GET", "/api/health")
         if as_json:
             out.json(health)
@@ -401,6 +405,34 @@ async def _execute(args: argparse.Namespace, client: Client, out: Output) -> Non
         _show(out, as_json, errors, lambda: table(out, errors, _ERROR_COLUMNS))
     else:  # pragma: no cover - argparse allows only the commands above
         raise CtlError(f"unknown command {command}", EXIT_USAGE)
+
+
+async def _migrate(args: argparse.Namespace, out: Output, err: IO[str]) -> None:
+    """The two commands that work on stores directly, not through the API."""
+    from twisted.internet import reactor
+
+    from pushd.storage.transfer import TransferError, migrate_schema, migrate_store
+
+    try:
+        if args.command == "migrate":
+            version = await migrate_schema(args.store, reactor)
+            out.line(f"schema version {version}")
+            return
+
+        def progress(table: str, done: int, total: int) -> None:
+            err.write(f"{table}: {done:,} of {total:,} rows\n")
+
+        copied = await migrate_store(args.source, args.target, reactor, progress)
+    except TransferError as e:
+        raise CtlError(str(e), EXIT_REFUSED) from e
+    except Exception as e:  # a store that cannot be opened (StoreError) and the like
+        raise CtlError(f"{e}", EXIT_REFUSED) from e
+    if args.json:
+        out.json(copied)
+    else:
+        for table, n in copied.items():
+            out.line(f"{table:<14} {n:>12,}")
+        out.line(f"copied {sum(copied.values()):,} rows; every table's count checked")
 
 
 # -- the command line ---------------------------------------------------------------
@@ -474,6 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sn", help="only users this device sent")
     limit(p)
     command("user", "one user with templates").add_argument("pin")
+    p = command("migrate", "create or upgrade a store's schema (pushd does it on start too)")
+    p.add_argument("store", help="a store URL: sqlite:PATH or postgresql://...")
+    p = command(
+        "migrate-store",
+        "copy everything from one store into an empty one (stop pushd first), counts checked",
+    )
+    p.add_argument("source", help="the store URL to copy from, e.g. sqlite:/var/lib/pushd/pushd.db")
+    p.add_argument("target", help="the empty store URL to copy into, e.g. postgresql://...")
     p = command("errors", "list device error logs")
     p.add_argument("--sn")
     p.add_argument("--since")
@@ -515,7 +555,7 @@ async def run(
     try:
         url = _base_url(args, environ)
         token = args.token or environ.get("PUSHD_API_TOKEN", "")
-        await _execute(args, Client(http, url, token), out)
+        await _execute(args, Client(http, url, token), out, err)
         out.flush()
     except CtlError as e:
         err.write(f"pushctl: {e}\n")
