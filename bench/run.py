@@ -18,9 +18,16 @@ else from ``bench/loadgen.py`` (much slower; the output says so).  Everything
 listens on 127.0.0.1 only; every wait is bounded; both servers are stopped
 (SIGTERM, then SIGKILL) whatever happens.
 
+With ``--store postgresql://...`` pushd runs on that database instead, in a
+schema of its own that is dropped afterwards (the driver's ``psycopg`` must
+be importable by the Python running this script); with ``--nodes 2`` as
+many pushd processes share it, and the load is split between them (each
+load generator gets its share of ``--connections``).
+
 Usage::
 
     python bench/run.py [--seconds 10] [--connections 32] [--python PY] [--json FILE]
+                        [--store postgresql://...] [--nodes N]
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -112,7 +119,8 @@ class Server:
 
     def wait_ready(self, port: int, timeout: float = 60.0) -> float:
         """
-        Wait until the server answers HTTP on ``port`` (any status).
+        Wait until the server answers HTTP on ``port`` with anything but
+        ``503`` (pushd answers 503 until its store is open).
 
         :returns: seconds it took.
         :raises BenchError: if it exits or does not answer within ``timeout``.
@@ -126,10 +134,12 @@ class Server:
                     + self.log_tail()
                 )
             try:
-                _http(port, "/", timeout=2)
-                return time.monotonic() - started
+                status, _ = _http(port, "/iclock/ping?SN=BENCHREADY", timeout=2)
+                if status != 503:
+                    return time.monotonic() - started
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise BenchError(f"{self.name} did not answer within {timeout:g} s:\n{self.log_tail()}")
 
     def peak_rss_mb(self) -> Optional[float]:
@@ -180,12 +190,14 @@ def interpreter_info(python: str) -> Dict[str, str]:
     return info
 
 
-def pushd_command(python: str, port: int, data: Path, extra: Sequence[str]) -> List[str]:
+def pushd_command(
+    python: str, port: int, data: Path, extra: Sequence[str], store: Optional[str] = None
+) -> List[str]:
     """:returns: the ``twistd -n pushd`` command line of the contract."""
     command = [
         *(python, "-c", TWISTD, "-n", "--pidfile=", "pushd"),
         *("--listen", f"tcp:{port}:interface=127.0.0.1"),
-        *("--store", f"sqlite:{data / 'b.sqlite3'}"),
+        *("--store", store or f"sqlite:{data / 'b.sqlite3'}"),
         *("--data-dir", str(data)),
         *("--registration", "open"),
     ]
@@ -253,7 +265,7 @@ class LoadGenerator:
         return f"bench/loadgen.py ({why}: rates are bounded by this Python load generator)"
 
     def run(
-        self, port: int, mode: str, seconds: float, devices: int, records: int = 0
+        self, port: int, mode: str, seconds: float, devices: int, records: int = 0, lane: int = 0
     ) -> Dict[str, Any]:
         """
         One measurement.
@@ -261,7 +273,8 @@ class LoadGenerator:
         :returns: requests, rate, latency percentiles (ms), errors, and for
             ``ingest`` the acknowledged and refused counts.
         """
-        base = int(time.time()) - 5 * 365 * 86400
+        # each concurrent load (``lane``) punches in a time range of its own
+        base = int(time.time()) - (5 + 3 * lane) * 365 * 86400
         width = str(_width(devices))
         if self.kind == "wrk":
             command = [
@@ -320,87 +333,176 @@ def parse_result(output: str) -> Optional[Dict[str, Any]]:
     }
 
 
-def count_rows(database: Path, settle: float = 15.0) -> Optional[int]:
+class SQLiteRows:
+    """Counts the attendance rows of an SQLite file."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+
+    def __call__(self) -> Optional[int]:
+        if not self.database.exists():
+            return None
+        try:
+            with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
+                (count,) = db.execute(f"SELECT count(*) FROM {ATTENDANCE_TABLE}").fetchone()
+        except sqlite3.Error as e:
+            print(f"  cannot count {ATTENDANCE_TABLE} rows: {e}", file=sys.stderr)
+            return None
+        return int(count)
+
+
+class PostgresSchema:
+    """A schema of its own on a PostgreSQL server: pushd's store URL, row counts, removal."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise BenchError("--store postgresql://... needs psycopg in this Python") from None
+        self.psycopg = psycopg
+        self.url = url
+        self.name = f"pushd_bench_{os.getpid()}_{int(time.time())}"
+        self.execute(f"CREATE SCHEMA {self.name}")
+
+    def execute(self, sql: str) -> Any:
+        with self.psycopg.connect(self.url, autocommit=True, connect_timeout=10) as db:
+            cursor = db.execute(sql)
+            return cursor.fetchone() if cursor.description else None
+
+    def store_url(self) -> str:
+        separator = "&" if "?" in self.url else "?"
+        return f"{self.url}{separator}options=-csearch_path%3D{self.name}"
+
+    def __call__(self) -> Optional[int]:
+        try:
+            (count,) = self.execute(f"SELECT count(*) FROM {self.name}.{ATTENDANCE_TABLE}")
+        except self.psycopg.Error as e:
+            print(f"  cannot count {ATTENDANCE_TABLE} rows: {e}", file=sys.stderr)
+            return None
+        return int(count)
+
+    def drop(self) -> None:
+        self.execute(f"DROP SCHEMA IF EXISTS {self.name} CASCADE")
+
+
+def count_rows(counter: Callable[[], Optional[int]], settle: float = 15.0) -> Optional[int]:
     """
     ``SELECT count(*) FROM attendance``, once the count stops changing or
     ``settle`` seconds have passed.
 
     :returns: the count, or ``None`` if the database or table is missing.
     """
-    if not database.exists():
-        return None
     last: Optional[int] = None
     deadline = time.monotonic() + settle
     while True:
-        try:
-            with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
-                (count,) = db.execute(f"SELECT count(*) FROM {ATTENDANCE_TABLE}").fetchone()
-        except sqlite3.Error as e:
-            print(f"  cannot count {ATTENDANCE_TABLE} rows: {e}", file=sys.stderr)
+        count = counter()
+        if count is None:
             return None
         if count == last or time.monotonic() > deadline:
-            return int(count)
+            return count
         last = count
         time.sleep(0.5)
 
 
+def _combine(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One run's figures from the concurrent runs against several nodes."""
+    if len(runs) == 1:
+        return runs[0]
+    combined = {
+        key: sum(run[key] for run in runs)
+        for key in ("requests", "rps", "non_2xx", "socket_errors", "acked", "refused")
+    }
+    combined["seconds"] = max(run["seconds"] for run in runs)
+    for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):  # the slowest node's
+        combined[key] = max(run[key] for run in runs)
+    combined["rps"] = round(combined["rps"], 1)
+    return combined
+
+
 def measure(
-    server: Server,
+    servers: Sequence[Server],
     load: LoadGenerator,
     mode: str,
     args: argparse.Namespace,
-    database: Optional[Path] = None,
+    rows: Optional[Callable[[], Optional[int]]] = None,
 ) -> Dict[str, Any]:
     """
-    Warm up with polls, then one measured run.  Adds the server's CPU time
-    per request and, given the ``database``, the rows it committed: during
-    the run (counted the moment the load stops) and in all (once the count
-    settles: uploads in flight when the load stopped still commit).
+    Warm up with polls, then one measured run (against every server at once,
+    each with its share of the connections).  Adds the servers' CPU time per
+    request and, given ``rows`` (what counts the stored punches), the rows
+    committed: during the run (counted the moment the load stops) and in all
+    (once the count settles: uploads in flight when the load stopped still
+    commit).
     """
+
+    def run_all(run_mode: str, seconds: float) -> Dict[str, Any]:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            runs = list(
+                pool.map(
+                    lambda lane: load.run(
+                        servers[lane].port, run_mode, seconds, args.devices, args.records, lane
+                    ),
+                    range(len(servers)),
+                )
+            )
+        return _combine(runs)
+
     if args.warmup > 0:
-        load.run(server.port, "poll", args.warmup, args.devices)
-    rows_before = count_rows(database, settle=0) if database else None
-    cpu_before = server.cpu_seconds()
-    figures = load.run(server.port, mode, args.seconds, args.devices, args.records)
-    cpu_after = server.cpu_seconds()
-    if database is not None:
-        rows_at_end = count_rows(database, settle=0)
-        rows_settled = count_rows(database)
+        run_all("poll", args.warmup)
+    rows_before = count_rows(rows, settle=0) if rows else None
+    cpu_before = [server.cpu_seconds() for server in servers]
+    figures = run_all(mode, args.seconds)
+    cpu_after = [server.cpu_seconds() for server in servers]
+    if rows is not None:
+        rows_at_end = count_rows(rows, settle=0)
+        rows_settled = count_rows(rows)
         if rows_before is not None and rows_at_end is not None and rows_settled is not None:
             figures["committed"] = rows_at_end - rows_before
             figures["committed_per_s"] = round(figures["committed"] / figures["seconds"], 1)
             figures["committed_total"] = rows_settled - rows_before
-    if cpu_before is not None and cpu_after is not None and figures["requests"]:
-        figures["cpu_ms_per_request"] = round(
-            (cpu_after - cpu_before) * 1000 / figures["requests"], 3
-        )
+    if None not in cpu_before and None not in cpu_after and figures["requests"]:
+        spent = sum(after - before for after, before in zip(cpu_after, cpu_before))  # type: ignore[operator]
+        figures["cpu_ms_per_request"] = round(spent * 1000 / figures["requests"], 3)
     return figures
 
 
 def bench_pushd(args: argparse.Namespace, load: LoadGenerator, tmp: Path) -> Dict[str, Any]:
     data = tmp / "pushd"
     data.mkdir()
-    database = data / "b.sqlite3"
-    port = free_port()
-    command = pushd_command(args.python, port, data, args.pushd_arg)
-    result: Dict[str, Any] = {"command": command}
-    server = Server("pushd", command, tmp / "pushd.log", data)
+    schema = PostgresSchema(args.store) if args.store else None
+    rows: Callable[[], Optional[int]] = schema or SQLiteRows(data / "b.sqlite3")
+    store = schema.store_url() if schema else None
+    servers: List[Server] = []
+    result: Dict[str, Any] = {"store": "postgresql" if schema else "sqlite", "nodes": args.nodes}
     try:
-        result["startup_seconds"] = round(server.wait_ready(port), 2)
-        print(f"pushd answering on 127.0.0.1:{port}; registering {args.devices} devices")
-        result["registration"] = register(port, args.devices)
+        for node in range(args.nodes):
+            port = free_port()
+            command = pushd_command(args.python, port, data, args.pushd_arg, store)
+            result.setdefault("command", command)
+            server = Server(f"pushd node {node + 1}", command, tmp / f"pushd-{node}.log", data)
+            servers.append(server)
+            result["startup_seconds"] = round(server.wait_ready(port), 2)
+        ports = ", ".join(str(server.port) for server in servers)
+        print(f"pushd answering on 127.0.0.1:{ports}; registering {args.devices} devices")
+        result["registration"] = register(servers[0].port, args.devices)
         if result["registration"]["failed"] == args.devices:
-            raise BenchError(f"no handshake succeeded:\n{server.log_tail()}")
-        result["rss_mb_registered"] = server.peak_rss_mb()
+            raise BenchError(f"no handshake succeeded:\n{servers[0].log_tail()}")
+        result["rss_mb_registered"] = max(server.peak_rss_mb() or 0 for server in servers)
+        if args.nodes > 1:  # the same connections in all, shared between the nodes
+            share = max(1, load.connections // args.nodes)
+            load = LoadGenerator(load.kind, load.python, share, load.threads)
         print(f"measuring pushd polls ({args.seconds:g} s)")
-        result["poll"] = measure(server, load, "poll", args)
+        result["poll"] = measure(servers, load, "poll", args)
         print(f"measuring pushd ingest ({args.seconds:g} s)")
-        ingest = measure(server, load, "ingest", args, database)
+        ingest = measure(servers, load, "ingest", args, rows)
         ingest["acked_per_s"] = round(ingest["acked"] / ingest["seconds"], 1)
         result["ingest"] = ingest
-        result["rss_mb_end"] = server.peak_rss_mb()
+        result["rss_mb_end"] = max(server.peak_rss_mb() or 0 for server in servers)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
+        if schema is not None:
+            schema.drop()
     return result
 
 
@@ -412,8 +514,8 @@ def bench_bare(args: argparse.Namespace, load: LoadGenerator, tmp: Path) -> Dict
     try:
         server.wait_ready(port)
         print(f"measuring bare twisted.web polls and ingest ({args.seconds:g} s each)")
-        result["poll"] = measure(server, load, "poll", args)
-        result["ingest"] = measure(server, load, "ingest", args)
+        result["poll"] = measure([server], load, "poll", args)
+        result["ingest"] = measure([server], load, "ingest", args)
         result["rss_mb_end"] = server.peak_rss_mb()
     finally:
         server.stop()
@@ -457,6 +559,7 @@ def report(results: Dict[str, Any]) -> str:
     lines = [
         f"pushd benchmark: {interpreter['implementation']} {interpreter['version']}, "
         f"Twisted {interpreter['twisted']}; {results['load_generator']}",
+        f"pushd on {pushd.get('store', 'sqlite')}, {pushd.get('nodes', 1)} node(s); "
         f"{settings['connections']} connections, {settings['seconds']:g} s a run, "
         f"Connection: close, {settings['devices']} devices "
         f"(registered in {pushd['registration']['seconds']:g} s, "
@@ -512,9 +615,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     add("--pushd-arg", action="append", default=[], help="extra pushd option (repeatable)")
     add("--json", type=Path, help="also write the figures to this file")
     add("--keep", action="store_true", help="keep the temporary directory (logs, database)")
+    add("--store", help="a postgresql:// URL to run pushd on (default: a fresh SQLite file)")
+    add("--nodes", type=int, default=1, help="pushd processes sharing the --store database")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.connections < 1 or args.devices < 1 or args.records < 1:
         parser.error("--seconds, --connections, --devices and --records must be positive")
+    if args.nodes < 1 or (args.nodes > 1 and not args.store):
+        parser.error("--nodes N (N > 1) needs a shared --store postgresql://...")
+    if args.store and not args.store.startswith(("postgresql://", "postgres://")):
+        parser.error("--store takes a postgresql:// URL (SQLite is the default)")
     return args
 
 
