@@ -54,6 +54,8 @@ class FileArea:
         parts = clean.split("/")
         if not relative or clean.startswith(("/", "..")) or any(p.startswith(".") for p in parts):
             return None
+        if "\x00" in clean:  # no file name holds NUL (and CPython's realpath refuses it)
+            return None
         path = os.path.realpath(os.path.join(self.root, *parts))
         if not path.startswith(self.root + os.sep) or not os.path.isfile(path):
             return None

@@ -174,7 +174,7 @@ def test_sinks_and_metrics_are_served_by_the_api_behind_the_token(tmp_path: Any)
     client = StubTreq(
         build_api(app, "tok", app.commands, app.users, server.reactor, app.api_extensions)
     )
-    headers = {"Authorization": "Bearer tok"}
+    headers = {b"Authorization": [b"Bearer tok"]}
     response = settle(server, client.get("http://api/api/sinks", headers=headers))
     [status] = settle(server, client.json_content(response))["items"]
     assert (status["name"], status["pending"], status["delivered"]) == ("recorder", 1, 0)

@@ -125,6 +125,31 @@ async def test_chunked_request_body_is_read_whole(tmp_path: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_upload_bodies_are_never_read_as_forms_whatever_the_content_type(
+    tmp_path: Any,
+) -> None:
+    # Twisted's own request would decode these bodies as forms: a malformed
+    # multipart body would be a 400, and form fields would override SN= and table=.
+    service, url = await start(tmp_path)
+    punch = b"1\t2021-03-04 05:06:07\t0\t1\t0\n"
+    try:
+        for content_type, body in (
+            (b"multipart/form-data; boundary=xyz", punch),
+            (b"application/x-www-form-urlencoded", punch + b"SN=OTHER2&table=OPERLOG"),
+        ):
+            response = await treq.post(
+                f"{url}/iclock/cdata?SN=FORM1&table=ATTLOG",
+                punch if b"multipart" in content_type else body,
+                headers={b"Content-Type": [content_type]},
+            )
+            assert response.code == 200, await response.content()
+        assert await count(service, "attendance", "FORM1") == 1
+        assert await service.store.get_device("OTHER2") is None
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
 async def test_restart_keeps_data_stamps_and_last_seen(tmp_path: Any) -> None:
     service, url = await start(tmp_path)
     device = VirtualDevice(treq, reactor, url, "KEEP1", timeout=30)
@@ -214,7 +239,7 @@ async def test_twistd_runs_the_plugin_on_sqlite_and_stops_cleanly(tmp_path: Any)
         token = (tmp_path / "pushd-data" / "api-token").read_text().strip()
         assert oct((tmp_path / "pushd-data" / "api-token").stat().st_mode & 0o777) == "0o600"
         devices = await treq.get(
-            f"{api}/devices", headers={"Authorization": f"Bearer {token}"}, timeout=5
+            f"{api}/devices", headers={b"Authorization": [f"Bearer {token}".encode()]}, timeout=5
         )
         assert [d["sn"] for d in (await devices.json())["items"]] == ["STRANGER", "TWISTD1"]
         refused = await treq.get(f"{api}/devices", timeout=5)

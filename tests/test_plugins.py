@@ -81,7 +81,7 @@ def test_the_example_table_handler_acknowledges_after_storing(tmp_path: Any) -> 
     assert (reply.status, reply.body) == (200, b"OK: 2")
     assert send(server, "POST", "/iclock/cdata?SN=PLUG1&table=temperature", body).body == b"OK: 2"
     client = api(server)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {b"Authorization": [f"Bearer {TOKEN}".encode()]}
     response = settle(
         server, client.get("http://api/api/ext/example/temperatures", headers=headers)
     )
@@ -252,7 +252,7 @@ async def test_twistd_serves_the_example_plugin_over_http(tmp_path: Any) -> None
         assert reply == b"OK: 1"
         listing = await treq.get(
             f"http://127.0.0.1:{api_port}/api/ext/example/temperatures?sn=PLUG5",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={b"Authorization": [f"Bearer {TOKEN}".encode()]},
             timeout=5,
         )
         assert [i["fields"]["PIN"] for i in (await listing.json())["items"]] == ["7"]

@@ -60,7 +60,10 @@ def send(
     body: bytes = b"",
     headers: Optional[Dict[str, str]] = None,
 ) -> Reply:
-    kwargs: Dict[str, Any] = {"headers": headers or {}}
+    # header names as bytes: Twisted caches names of both types in one dict,
+    # where "Cookie" and b"Cookie" collide (a BytesWarning under -b)
+    encoded = {k.encode("latin-1"): [v.encode("latin-1")] for k, v in (headers or {}).items()}
+    kwargs: Dict[str, Any] = {"headers": encoded}
     if method == "POST":
         kwargs["data"] = body
     response = settle(server, server.treq.request(method, BASE + target, **kwargs))

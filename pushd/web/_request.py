@@ -42,6 +42,10 @@ class LimitedRequest(Request):
         super().__init__(*args, **kwargs)
         #: When the request began, for the duration in the log.
         self.started = time.monotonic()
+        # Bodies are the protocol's own (tab-separated records, packs), read raw:
+        # Twisted must not decode them as forms, whatever the Content-Type says
+        # (a form body would otherwise override SN= and table= of the query).
+        self._parsePOSTFormSubmission = False
 
     def _max_body(self) -> int:
         limits: Optional[Limits] = getattr(getattr(self.channel, "site", None), "limits", None)

@@ -72,19 +72,10 @@ class DeviceServices:
     registrar: Registrar
 
 
-class _DeviceResource(Resource):
-    """What every device endpoint holds: the registry, the ingestor, the store."""
+class _OneLineRefusals(Resource):
+    """A leaf answering the methods it has no ``render_*`` for with a one-line 405."""
 
     isLeaf = True
-
-    def __init__(self, services: DeviceServices) -> None:
-        super().__init__()
-        self._registry = services.registry
-        self._ingestor = services.ingestor
-        self._store = services.store
-        self._commands = services.commands
-        self._sessions = services.sessions
-        self._registrar = services.registrar
 
     def render(self, request: Request) -> object:
         method = request.method.decode("ascii", "replace")
@@ -99,6 +90,19 @@ class _DeviceResource(Resource):
             request.setHeader(b"content-type", b"text/plain")
             return b"Method not allowed"
         return super().render(request)
+
+
+class _DeviceResource(_OneLineRefusals):
+    """What every device endpoint holds: the registry, the ingestor, the store."""
+
+    def __init__(self, services: DeviceServices) -> None:
+        super().__init__()
+        self._registry = services.registry
+        self._ingestor = services.ingestor
+        self._store = services.store
+        self._commands = services.commands
+        self._sessions = services.sessions
+        self._registrar = services.registrar
 
     async def _admitted(self, request: Request) -> Tuple[Params, Device]:
         """
@@ -195,7 +199,7 @@ class Ping(_DeviceResource):
     render_POST = render_GET
 
 
-class FileDownload(Resource):
+class FileDownload(_OneLineRefusals):
     """
     ``/iclock/file/<path>`` and ``/iclock/file?SN=..&url=..``: firmware and
     PutFile packs from ``<data-dir>/files/`` (spec 12.5.2, 12.8.2).  A request

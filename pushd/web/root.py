@@ -64,8 +64,13 @@ class NotFound(Resource):
 
 
 class _Tree(Resource):
+    """A folder of endpoints: unknown children and the folder itself are plain 404s."""
+
     def getChild(self, path: bytes, request: Request) -> Resource:
         return NotFound()
+
+    def render(self, request: Request) -> bytes:
+        return NotFound().render(request)
 
 
 def build_root(
