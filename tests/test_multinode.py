@@ -47,9 +47,9 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pushd.sim import DeviceError, Reply, VirtualDevice
+from tests.test_storage_contract import PG_URL, _pg_execute, _require_pg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PG_URL = os.environ.get("PUSHD_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 SEED = int(os.environ.get("PUSHD_MULTINODE_SEED", "20240707"))
 DEVICES = 6
 PUNCHES = 300  # by the first device; each next one makes 11 fewer (their last stamps differ)
@@ -66,49 +66,6 @@ Key = Tuple[str, str, str]  # (sn, pin, time as stored: 2023-06-01T07:00:00)
 
 
 # -- PostgreSQL ---------------------------------------------------------------
-
-_pg_trouble: List[str] = []  # why PostgreSQL cannot be used, once known
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _pg_url_shown() -> str:
-    """PG_URL without its password."""
-    scheme, sep, rest = PG_URL.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}{at}{host}" if at else PG_URL
-
-
-def _require_pg() -> None:
-    """Skip (or, where PostgreSQL is required, fail) when the server cannot be used."""
-    if not _pg_trouble:
-        try:
-            import psycopg
-
-            import pushd.storage.postgres  # noqa: F401 (what the store needs imports)
-
-            with psycopg.connect(PG_URL, connect_timeout=5):
-                pass
-        except Exception as e:  # ImportError, or any connection failure
-            _pg_trouble.append(" ".join(str(e).split()) or type(e).__name__)
-        else:
-            _pg_trouble.append("")
-    reason = _pg_trouble[0]
-    if reason:
-        message = f"PostgreSQL at {_pg_url_shown()} cannot be used: {reason}"
-        if _flag("CI") or _flag("PUSHD_TEST_PG_REQUIRED"):
-            pytest.fail(message + " (set PUSHD_TEST_PG_URL to a server with trust auth)")
-        pytest.skip(message)
-
-
-def _pg_execute(sql: str, params: Sequence[Any] = ()) -> List[Any]:
-    import psycopg
-
-    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=10) as conn:
-        cursor = conn.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import random
 import secrets
 import sqlite3
 import sys
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -105,11 +106,11 @@ def _require_pg() -> None:
         pytest.skip(message)
 
 
-def _pg_execute(sql: str) -> list[Any]:
+def _pg_execute(sql: str, params: Sequence[Any] = ()) -> list[Any]:
     import psycopg
 
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        cursor = conn.execute(sql)
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=10) as conn:
+        cursor = conn.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
 
