@@ -1269,6 +1269,16 @@ def build(kind: str, params: Mapping[str, Any]) -> Built:
     builder = BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
         raise InvalidCommand(f"kind: unknown command kind {kind!r}")
+    return _call(kind, builder, _SIGNATURES[kind], params)
+
+
+def _call(
+    kind: str,
+    builder: Callable[..., Built],
+    signature: Tuple[Tuple[str, ...], FrozenSet[str]],
+    params: Mapping[str, Any],
+) -> Built:
+    """Check JSON ``params`` against a builder's ``(required, allowed)`` names, then build."""
     if not isinstance(params, Mapping):
         raise InvalidCommand(f"{kind}: parameters must be an object")
     given: Dict[str, Any] = {}
@@ -1279,7 +1289,7 @@ def build(kind: str, params: Mapping[str, Any]) -> Built:
             continue
         if value is not None:
             given[str(key)] = value
-    required, allowed = _SIGNATURES[kind]
+    required, allowed = signature
     unknown = sorted(name for name in given if name not in allowed)
     if unknown:
         raise InvalidCommand(f"{kind}: unknown parameter(s) {', '.join(unknown)}")

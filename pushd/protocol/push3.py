@@ -83,6 +83,7 @@ from pushd.protocol.commands import (
     Time,
     Value,
     _base64,
+    _call,
     _card,
     _code,
     _delete,
@@ -1771,24 +1772,7 @@ def build3(kind: str, params: Mapping[str, Any]) -> Built:
         if isinstance(kind, str) and kind in BUILDERS:
             raise InvalidCommand(f"{kind}: not available for PUSH 3.x devices")
         raise InvalidCommand(f"kind: unknown command kind {kind!r}")
-    if not isinstance(params, Mapping):
-        raise InvalidCommand(f"{kind}: parameters must be an object")
-    given: Dict[str, Any] = {}
-    for key, value in params.items():
-        if key == "kind":
-            if value != kind:
-                raise InvalidCommand(f"kind: {value!r} does not match {kind!r}")
-            continue
-        if value is not None:
-            given[str(key)] = value
-    required, allowed = _SIGNATURES3[kind]
-    unknown = sorted(name for name in given if name not in allowed)
-    if unknown:
-        raise InvalidCommand(f"{kind}: unknown parameter(s) {', '.join(unknown)}")
-    missing = [name for name in required if name not in given]
-    if missing:
-        raise InvalidCommand(f"{kind}: missing parameter(s) {', '.join(missing)}")
-    return builder(**given)
+    return _call(kind, builder, _SIGNATURES3[kind], params)
 
 
 # -- results (§4.7) ----------------------------------------------------------------------
