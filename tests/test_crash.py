@@ -20,127 +20,45 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pushd.sim import DeviceError, VirtualDevice
+from tests.twistd_process import TwistdPushd, free_port, sleep
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = int(os.environ.get("PUSHD_CRASH_SEED", "20240611"))
 DEVICES = 20
 #: Punch times start here, one second apart per device: (SN, PIN, time) is unique.
 BASE = datetime(2023, 5, 1, 8, 0, 0)
-START_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 30.0
 
 Key = Tuple[str, str, str]  # (sn, pin, time as stored: 2023-05-01T08:00:00)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _sleep(seconds: float) -> defer.Deferred[None]:
-    return deferLater(reactor, seconds, lambda: None)
-
-
-class Server:
-    """``twistd -n pushd`` in a subprocess, output appended to one log file."""
+class Server(TwistdPushd):
+    """``twistd -n pushd`` on SQLite in a subprocess, output appended to one log file."""
 
     def __init__(self, workdir: Path, port: int) -> None:
-        self.workdir = workdir
-        self.port = port
         self.data = workdir / "data"
-        self.log = workdir / "pushd.log"
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self.starts = 0
+        options = [
+            *("--registration", "open"),
+            *("--api", "none"),
+            *("--data-dir", str(self.data)),
+        ]
+        super().__init__("pushd", workdir, port, options, workdir / "pushd.log")
 
     @property
     def database(self) -> Path:
         return self.data / "pushd.sqlite3"
-
-    def start(self) -> None:
-        env = dict(
-            os.environ,
-            PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
-        )
-        argv = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "pushd",
-            *("--registration", "open"),
-            *("--api", "none"),
-            *("--listen", f"tcp:{self.port}:interface=127.0.0.1"),
-            *("--data-dir", str(self.data)),
-        ]
-        with open(self.log, "ab") as log:
-            log.write(b"\n==== start %d ====\n" % self.starts)
-            log.flush()
-            self.process = subprocess.Popen(
-                argv,
-                cwd=str(self.workdir),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-
-    async def wait_ready(self, client: HTTPClient) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        url = f"http://127.0.0.1:{self.port}/iclock/ping?SN=READY"
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.tail()
-            try:
-                response = await client.get(url, timeout=2)
-                await response.content()
-                return
-            except Exception:
-                await _sleep(0.05)
-        raise AssertionError(f"pushd did not answer within {START_TIMEOUT} s\n{self.tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, no buffer is flushed by the server."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        assert self.process.returncode == -signal.SIGKILL, self.tail()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text("utf-8", "replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def stored(self) -> Counter[Key]:
         """Every stored punch and how many times, read from the SQLite file, read-only."""
@@ -207,9 +125,9 @@ class Fleet:
                     made += 1
                 await device.upload_attlog()
             except DeviceError:
-                await _sleep(rng.uniform(0.05, 0.3))
+                await sleep(rng.uniform(0.05, 0.3))
             else:
-                await _sleep(rng.uniform(0.0, 0.05))
+                await sleep(rng.uniform(0.0, 0.05))
 
     async def drain(self) -> None:
         """Deliver what is still buffered, retrying, within :data:`DRAIN_TIMEOUT`."""
@@ -219,7 +137,7 @@ class Fleet:
                 try:
                     await device.flush()
                 except DeviceError:
-                    await _sleep(0.1)
+                    await sleep(0.1)
 
 
 def _duplicates(stored: Counter[Key]) -> Dict[Key, int]:
@@ -231,7 +149,7 @@ async def test_sigkill_loses_no_acknowledged_punch_and_stores_none_twice(tmp_pat
     rng = random.Random(SEED)
     kills = rng.randint(3, 5)
     started = time.monotonic()
-    server = Server(tmp_path, _free_port())
+    server = Server(tmp_path, free_port())
     pool = HTTPConnectionPool(reactor, persistent=False)  # one connection a request, like devices
     client = HTTPClient(Agent(reactor, connectTimeout=5, pool=pool))
     url = f"http://127.0.0.1:{server.port}"
@@ -244,7 +162,7 @@ async def test_sigkill_loses_no_acknowledged_punch_and_stores_none_twice(tmp_pat
         await server.wait_ready(client)
         workers = [defer.Deferred.fromCoroutine(fleet.live(d)) for d in fleet.devices]
         for crash in range(kills):
-            await _sleep(rng.uniform(0.4, 2.0))
+            await sleep(rng.uniform(0.4, 2.0))
             server.kill()
             acknowledged = fleet.acknowledged()
             stored = server.stored()
@@ -257,10 +175,10 @@ async def test_sigkill_loses_no_acknowledged_punch_and_stores_none_twice(tmp_pat
             checked.append(len(acknowledged))
             # committed but not answered in time: the devices will send these again
             unanswered.append(len(set(stored) - acknowledged))
-            await _sleep(rng.uniform(0.0, 0.5))  # the devices meet a closed port meanwhile
+            await sleep(rng.uniform(0.0, 0.5))  # the devices meet a closed port meanwhile
             server.start()
             await server.wait_ready(client)
-        await _sleep(rng.uniform(0.2, 0.8))
+        await sleep(rng.uniform(0.2, 0.8))
         fleet.punching = False
         await defer.gatherResults(workers, consumeErrors=True)
         await fleet.drain()

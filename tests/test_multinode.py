@@ -28,10 +28,6 @@ import json
 import os
 import random
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -42,21 +38,19 @@ import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pushd.sim import DeviceError, Reply, VirtualDevice
 from tests.test_storage_contract import PG_URL, _pg_execute, _require_pg
+from tests.twistd_process import TwistdPushd, free_port, sleep
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = int(os.environ.get("PUSHD_MULTINODE_SEED", "20240707"))
 DEVICES = 6
 PUNCHES = 300  # by the first device; each next one makes 11 fewer (their last stamps differ)
 COMMANDS = 8  # per device, in the first test
 #: Punch times start here, one second apart per device: (SN, PIN, time) is unique.
 BASE = datetime(2023, 6, 1, 7, 0, 0)
-START_TIMEOUT = 30.0
 RUN_TIMEOUT = 40.0
 #: Seconds a device keeps away from a node it could not reach.
 AVOID = 1.0
@@ -139,105 +133,24 @@ def test_the_checks_see_a_punch_stored_twice_missing_or_made_up() -> None:
 # -- the nodes ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _sleep(seconds: float) -> defer.Deferred[None]:
-    return deferLater(reactor, seconds, lambda: None)
-
-
-class Node:
+class Node(TwistdPushd):
     """``twistd -n pushd`` on the shared store, in a subprocess, output in a log file."""
 
     def __init__(self, name: str, workdir: Path, store: str, api: bool) -> None:
-        self.name = name
-        self.workdir = workdir
-        self.store = store
-        self.port = _free_port()
-        self.api_port = _free_port() if api else None
-        self.log = workdir / f"{name}.log"
-        self.process: Optional[subprocess.Popen[bytes]] = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.api_port = free_port() if api else None
+        options = [
+            *("--registration", "open"),
+            *("--store", store),
+            *("--api", f"tcp:{self.api_port}:interface=127.0.0.1" if self.api_port else "none"),
+            *("--api-token", TOKEN),
+            *("--data-dir", str(workdir / "data")),  # shared: photos, files
+        ]
+        super().__init__(name, workdir, free_port(), options, workdir / f"{name}.log")
 
     @property
     def api(self) -> str:
         assert self.api_port is not None
         return f"http://127.0.0.1:{self.api_port}/api"
-
-    def start(self) -> None:
-        env = dict(
-            os.environ,
-            PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
-        )
-        api = f"tcp:{self.api_port}:interface=127.0.0.1" if self.api_port else "none"
-        argv = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "pushd",
-            *("--registration", "open"),
-            *("--store", self.store),
-            *("--api", api),
-            *("--api-token", TOKEN),
-            *("--listen", f"tcp:{self.port}:interface=127.0.0.1"),
-            *("--data-dir", str(self.workdir / "data")),  # shared: photos, files
-        ]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=str(self.workdir),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_ready(self, client: HTTPClient) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        url = f"{self.url}/iclock/ping?SN=READY"
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.tail()
-            try:
-                response = await client.get(url, timeout=2)
-                await response.content()
-                if response.code == 200:  # 503 until the store is open
-                    return
-            except Exception:
-                pass
-            await _sleep(0.05)
-        raise AssertionError(f"{self.name} did not answer within {START_TIMEOUT} s\n{self.tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        assert self.process.returncode == -signal.SIGKILL, self.tail()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text("utf-8", "replace")
-        except OSError:
-            return ""
-        return f"---- {self.name} ----\n" + "\n".join(text.splitlines()[-lines:])
 
 
 # -- the devices --------------------------------------------------------------
@@ -371,11 +284,11 @@ class Fleet:
                 await device.poll()  # replies to earlier polls go too
                 polled = True
             except DeviceError:
-                await _sleep(rng.uniform(0.05, 0.2))
+                await sleep(rng.uniform(0.05, 0.2))
                 continue
             if self.done(device, polled):
                 return
-            await _sleep(rng.uniform(0.0, 0.03))
+            await sleep(rng.uniform(0.0, 0.03))
 
 
 async def _start_nodes(tmp_path: Path, schema: str, client: HTTPClient) -> Tuple[Node, Node]:
@@ -425,7 +338,7 @@ async def test_devices_roaming_between_two_nodes_store_each_punch_and_run_each_c
         }
         queued: Dict[str, List[str]] = {d.sn: [] for d in fleet.devices}
         for number in range(COMMANDS):
-            await _sleep(rng.uniform(0.05, 0.3))  # while the devices upload and poll
+            await sleep(rng.uniform(0.05, 0.3))  # while the devices upload and poll
             for device in fleet.devices:
                 pin = str(1000 + number)
                 body = {"command": f"DATA UPDATE USERINFO PIN={pin}\tName=Queued {number}"}
@@ -521,8 +434,8 @@ async def test_sigkill_of_one_node_loses_no_acknowledged_punch_and_stores_none_t
         # mid-run: some punches acknowledged, many still to make
         while len(fleet.acknowledged()) < fleet.total // 3:
             assert time.monotonic() - started < RUN_TIMEOUT, "the devices made no progress"
-            await _sleep(0.02)
-        await _sleep(rng.uniform(0.0, 0.2))
+            await sleep(0.02)
+        await sleep(rng.uniform(0.0, 0.2))
         failures_before = sum(d.stats.failures for d in fleet.devices)
         victim.kill()
         acknowledged = fleet.acknowledged()
